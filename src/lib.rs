@@ -1,0 +1,9 @@
+//! cyrsync: a rolling replication client for Cyrus IMAPd that shows what it does.
+//!
+//! The binary's entry point is `main.rs`; everything else lives here so that
+//! integration tests and the man-page check can reach it.
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod cli;
+pub mod config;
