@@ -1,0 +1,84 @@
+//! A minimal LMTP client for delivering test mail to the master.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+
+/// An open LMTP session.
+pub struct Lmtp {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Lmtp {
+    /// Connects to `127.0.0.1:port` and says LHLO.
+    pub fn connect(port: u16) -> Lmtp {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect lmtp");
+        let writer = stream.try_clone().expect("clone stream");
+        let mut lmtp = Lmtp {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        lmtp.expect("220");
+        lmtp.command("LHLO cyrsync-test", "250");
+        lmtp
+    }
+
+    fn expect(&mut self, code: &str) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("read lmtp reply");
+            assert!(!line.is_empty(), "lmtp connection closed; so far: {all}");
+            all.push_str(&line);
+            // Multi-line replies continue with "250-".
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                break;
+            }
+        }
+        assert!(all.starts_with(code), "expected {code}, got {all}");
+        all
+    }
+
+    fn command(&mut self, line: &str, code: &str) -> String {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write lmtp");
+        self.expect(code)
+    }
+
+    /// Delivers `body` (a full RFC 5322 message, LF or CRLF line ends) to `rcpt`
+    /// (`alice` or `alice+Folder` for a subfolder).
+    pub fn deliver(&mut self, rcpt: &str, body: &str) {
+        self.command("MAIL FROM:<sender@example.org>", "250");
+        self.command(&format!("RCPT TO:<{rcpt}>"), "250");
+        self.command("DATA", "354");
+        let mut data = String::new();
+        for line in body.lines() {
+            // Dot-stuffing (RFC 5321 §4.5.2).
+            if line.starts_with('.') {
+                data.push('.');
+            }
+            data.push_str(line);
+            data.push_str("\r\n");
+        }
+        data.push_str(".\r\n");
+        self.writer.write_all(data.as_bytes()).expect("write data");
+        self.expect("250");
+    }
+}
+
+impl Drop for Lmtp {
+    fn drop(&mut self) {
+        let _ = self.writer.write_all(b"QUIT\r\n");
+    }
+}
+
+/// A small message with a unique subject.
+pub fn message(n: usize, subject: &str) -> String {
+    format!(
+        "From: sender@example.org\nTo: rcpt@example.org\nSubject: {subject} {n}\n\
+         Message-ID: <cyrsync-{n}-{}@example.org>\nDate: Thu, 03 Dec 2026 12:00:00 +0000\n\n\
+         Body of message {n}.\n.leading dot line\n",
+        subject.replace(' ', "-")
+    )
+}

@@ -1,0 +1,7 @@
+//! Test support: a real Cyrus pair and small clients to drive it.
+#![allow(dead_code)]
+
+pub mod imap;
+pub mod lmtp;
+pub mod pair;
+pub mod csync;
