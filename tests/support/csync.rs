@@ -44,10 +44,15 @@ impl Csync {
             }
             assert!(line.starts_with(b"* "), "unexpected banner line {line:?}");
         }
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
         c.send(&format!("AUTHENTICATE PLAIN {token}"));
         let reply = c.read_item();
-        assert!(reply.starts_with(b"OK"), "AUTHENTICATE: {}", String::from_utf8_lossy(&reply));
+        assert!(
+            reply.starts_with(b"OK"),
+            "AUTHENTICATE: {}",
+            String::from_utf8_lossy(&reply)
+        );
         c
     }
 
@@ -62,7 +67,9 @@ impl Csync {
         let mut out = Vec::new();
         loop {
             let mut line = Vec::new();
-            self.reader.read_until(b'\n', &mut line).expect("read csync");
+            self.reader
+                .read_until(b'\n', &mut line)
+                .expect("read csync");
             assert!(!line.is_empty(), "csync connection closed");
             let trimmed = line.strip_suffix(b"\r\n").unwrap_or(&line);
             out.extend_from_slice(trimmed);

@@ -107,7 +107,8 @@ impl Imap {
     /// APPEND `message` to `mailbox` with `flags` (e.g. `(\Flagged)`).
     pub fn append(&mut self, mailbox: &str, flags: &str, message: &str) {
         let body = message.replace("\r\n", "\n").replace('\n', "\r\n");
-        let mut cmd = format!("APPEND {} {flags} {{{}+}}\r\n", quote(mailbox), body.len()).into_bytes();
+        let mut cmd =
+            format!("APPEND {} {flags} {{{}+}}\r\n", quote(mailbox), body.len()).into_bytes();
         cmd.extend_from_slice(body.as_bytes());
         let reply = self.run_bytes(&cmd);
         assert!(reply.ok(), "APPEND {mailbox}: {}", reply.status);

@@ -1,7 +1,7 @@
 //! Test support: a real Cyrus pair and small clients to drive it.
 #![allow(dead_code)]
 
+pub mod csync;
 pub mod imap;
 pub mod lmtp;
 pub mod pair;
-pub mod csync;

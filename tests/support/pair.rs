@@ -300,8 +300,20 @@ fn replication_section(master: &Instance, replica: &Instance, extra: &[&str]) ->
 fn write_instance(inst: &Instance, replication: &str) {
     let d = &inst.dir;
     for sub in [
-        "conf/db", "conf/log", "conf/sync", "conf/socket", "conf/user", "conf/quota", "conf/proc",
-        "conf/lock", "conf/msg", "spool", "sieve", "run/proc", "run/lock", "run/socket",
+        "conf/db",
+        "conf/log",
+        "conf/sync",
+        "conf/socket",
+        "conf/user",
+        "conf/quota",
+        "conf/proc",
+        "conf/lock",
+        "conf/msg",
+        "spool",
+        "sieve",
+        "run/proc",
+        "run/lock",
+        "run/socket",
     ] {
         fs::create_dir_all(d.join(sub)).expect("create instance dirs");
     }
@@ -346,6 +358,9 @@ fn write_instance(inst: &Instance, replication: &str) {
         sasldb = p("sasldb2"),
     );
     fs::write(inst.imapd_conf(), conf).expect("write imapd.conf");
+    // It holds sync_password: readable by cyrus (group mail) only.
+    fs::set_permissions(inst.imapd_conf(), fs::Permissions::from_mode(0o640))
+        .expect("chmod imapd.conf");
     let bin = cyrus_bin_dir();
     let b = |name: &str| bin.join(name).display().to_string();
     let c = inst.imapd_conf().display().to_string();
@@ -395,7 +410,10 @@ fn write_instance(inst: &Instance, replication: &str) {
             .expect("stdin")
             .write_all(password.as_bytes())
             .expect("write password");
-        assert!(child.wait().expect("saslpasswd2").success(), "saslpasswd2 failed for {user}");
+        assert!(
+            child.wait().expect("saslpasswd2").success(),
+            "saslpasswd2 failed for {user}"
+        );
     }
     fs::set_permissions(&sasldb, fs::Permissions::from_mode(0o640)).expect("chmod sasldb");
     fs::set_permissions(d, fs::Permissions::from_mode(0o750)).expect("chmod instance dir");
@@ -424,7 +442,11 @@ fn start_master(inst: &Instance) {
         .stdin(Stdio::null())
         .status()
         .expect("start Cyrus master");
-    assert!(status.success(), "Cyrus master for {} exited with {status}", inst.role);
+    assert!(
+        status.success(),
+        "Cyrus master for {} exited with {status}",
+        inst.role
+    );
 }
 
 /// Waits until something accepts connections on 127.0.0.1:`port`.

@@ -1,0 +1,8 @@
+#!/bin/sh
+# README's "Try it" command: installs what is missing (as root on Debian), builds
+# cyrsync and runs examples/demo.rs against a local Cyrus master and replica.
+set -eu
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+cargo build --quiet --bins --examples
+exec ./target/debug/examples/demo
