@@ -1,5 +1,6 @@
 //! `cyrsync check --config-only` on fixture files: every invalid fixture gives its
 //! `file:line` error and exit status 78; valid ones resolve as administrators expect.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! The test pair is real: mail delivered to the master over LMTP and replicated by
 //! Cyrus's own `sync_client` arrives on the replica identical, field by field.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod support;
 
