@@ -15,7 +15,9 @@ pub mod value;
 pub use endpoint::{Endpoint, Host};
 pub use error::{ConfigError, ConfigErrorKind, Location, Warning};
 pub use file::ImapdConf;
-pub use settings::{ChannelConfig, ChannelName, Credentials, MasterReader, Peer, Secret, Settings};
+pub use settings::{
+    ChannelConfig, ChannelName, Credentials, MasterReader, Peer, Secret, Settings, TlsSettings,
+};
 
 /// The imapd.conf Cyrus tools read when no `-C` is given.
 pub const DEFAULT_CONFIG_PATH: &str = if cfg!(target_os = "freebsd") {

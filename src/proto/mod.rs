@@ -1,0 +1,11 @@
+//! Replication sessions (DESIGN.md §3 `proto/`): the tokio stream stack TCP → TLS
+//! (rustls) → COMPRESS DEFLATE, the greeting on either transport (csync or IMAP
+//! with `X-REPLICATION`), SASL, and per-command timeouts at `sync_timeout`.
+
+pub mod deflate;
+pub mod error;
+pub mod greeting;
+pub mod stream;
+pub mod tls;
+
+pub use error::{ProtoError, Side};
