@@ -5,6 +5,7 @@
 pub mod deflate;
 pub mod error;
 pub mod greeting;
+pub mod sasl;
 pub mod stream;
 pub mod tls;
 
