@@ -384,3 +384,84 @@ fn pkg_descr_fits_80_columns() {
         );
     }
 }
+
+/// A stand-in for FreeBSD's /etc/rc.subr, enough to run one command of the rc.d
+/// script the way `run_rc_command` does: `${cmd}_precmd`, then `${cmd}_cmd`.
+const RC_SUBR_STUB: &str = r#"
+load_rc_config() { :; }
+warn() { echo "$name: WARNING: $*" >&2; }
+run_rc_command() {
+	eval "_pre=\$${1}_precmd _cmd=\$${1}_cmd"
+	if [ -n "$_pre" ]; then $_pre || return 1; fi
+	$_cmd
+}
+"#;
+
+/// Runs `rc.d/cyrsync.in COMMAND` with the stub rc.subr, %%PREFIX%% pointing at a
+/// tree whose bin/cyrsync is the binary under test, as the current user.
+fn run_rc_script(dir: &Path, command: &str, config: &Path) -> std::process::Output {
+    let prefix = dir.join("prefix");
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    let bin = prefix.join("bin/cyrsync");
+    if !bin.exists() {
+        std::os::unix::fs::symlink(assert_cmd::cargo::cargo_bin("cyrsync"), &bin).unwrap();
+    }
+    let stub = dir.join("rc.subr");
+    std::fs::write(&stub, RC_SUBR_STUB).unwrap();
+    let script = read("rc.d/cyrsync.in")
+        .replace("%%PREFIX%%", prefix.to_str().unwrap())
+        .replace("%%CYRUS_USER%%", "cyrus")
+        .replace(". /etc/rc.subr", &format!(". {}", stub.display()));
+    let path = dir.join("cyrsync");
+    std::fs::write(&path, script).unwrap();
+    let me = String::from_utf8(Process::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    Process::new("sh")
+        .arg(&path)
+        .arg(command)
+        .env("cyrsync_config", config)
+        .env("cyrsync_user", me.trim())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn rc_script_configtest_passes_a_good_config_and_refuses_a_broken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = installed_copy(dir.path(), Snippet::Master);
+    let out = run_rc_script(dir.path(), "configtest", &good);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "silent when fine: {out:?}"
+    );
+
+    let bad = dir.path().join("bad.conf");
+    std::fs::write(
+        &bad,
+        format!(
+            "{}sync_log: Yes\n",
+            Snippet::Master.text().replace("sync_log: 1\n", "")
+        ),
+    )
+    .unwrap();
+    let out = run_rc_script(dir.path(), "configtest", &bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        stderr.contains("invalid value 'Yes' for 'sync_log'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("configuration check failed (exit 78)"),
+        "{stderr}"
+    );
+
+    // reload checks first too: with a broken config it never reaches the signal.
+    let out = run_rc_script(dir.path(), "reload", &bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("configuration check failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not running"), "{stderr}");
+}
