@@ -1,6 +1,6 @@
 #!/bin/sh
 # Checks the FreeBSD packaging on any host (the real gates, portlint and
-# poudriere testport, need FreeBSD; see port/README or freebsd-port.md):
+# poudriere testport, need FreeBSD; see the project's freebsd-port.md):
 #   - rc.d/cyrsync.in: shellcheck and sh -n, before and after %%...%%
 #     expansion; PROVIDE, name and file name agree;
 #   - the port's copies of rc.d/cyrsync.in and pkg-descr are identical;
@@ -10,7 +10,7 @@
 #     tree, stage every file of the packing list;
 #   - Makefile.crates and distinfo match Cargo.lock (update-crates.sh --check);
 #   - pkg-descr: at most 80 columns, no WWW: line; COMMENT as portlint wants.
-# Needs shellcheck, mandoc, bmake and python3 (scripts/setup.sh installs them).
+# Needs shellcheck, mandoc and bmake (scripts/setup.sh installs them).
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +24,7 @@ fail() {
 }
 ok() { echo "ok: $*"; }
 
-for tool in shellcheck mandoc bmake python3; do
+for tool in shellcheck mandoc bmake; do
 	command -v "$tool" >/dev/null 2>&1 || {
 		echo "port/check.sh: $tool is missing (run scripts/setup.sh)" >&2
 		exit 69
@@ -147,11 +147,12 @@ if [ "$(var 10 | tr ' ' '\n' | sort | tr '\n' ' ')" = "$examples" ]; then
 else
 	fail "PORTEXAMPLES ($(var 10)) differs from snippets/ ($examples)"
 fi
-crates_lock=$(python3 -c '
-import sys, tomllib
-lock = tomllib.load(open("Cargo.lock", "rb"))
-print(" ".join(p["name"] + "-" + p["version"] for p in lock["package"]
-    if p.get("source") == "registry+https://github.com/rust-lang/crates.io-index"))')
+crates_lock=$(awk '
+	/^\[\[package\]\]$/ { if (src) printf "%s%s-%s", sep, n, v; if (src) sep = " "; src = 0 }
+	/^name = / { n = $3; gsub(/"/, "", n) }
+	/^version = / { v = $3; gsub(/"/, "", v) }
+	/^source = "registry\+https:\/\/github.com\/rust-lang\/crates.io-index"$/ { src = 1 }
+	END { if (src) printf "%s%s-%s", sep, n, v; print "" }' Cargo.lock)
 if [ "$(var 11)" = "$crates_lock" ]; then
 	ok "CARGO_CRATES as bmake reads it: $(echo "$crates_lock" | wc -w) crates, as in Cargo.lock"
 else
