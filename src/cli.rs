@@ -28,6 +28,16 @@ pub struct Cli {
 pub enum Command {
     /// Diagnose the configuration: resolved settings per channel and warnings.
     Check(CheckArgs),
+    /// Print an imapd.conf snippet (also installed as an example file).
+    Snippet(SnippetArgs),
+}
+
+/// Arguments of `cyrsync snippet`.
+#[derive(Debug, Args)]
+pub struct SnippetArgs {
+    /// Which snippet.
+    #[arg(value_enum)]
+    pub which: crate::snippet::Snippet,
 }
 
 /// Arguments of `cyrsync check`.

@@ -8,3 +8,4 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod proto;
+pub mod snippet;
