@@ -7,5 +7,6 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod dlist;
 pub mod proto;
 pub mod snippet;
