@@ -94,6 +94,15 @@ pub enum Transport {
     Imap,
 }
 
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Csync => "csync",
+            Transport::Imap => "imap",
+        })
+    }
+}
+
 /// Errors of the DList layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DlistError {

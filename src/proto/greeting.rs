@@ -2,24 +2,7 @@
 //! I/O: the csync banner (`* SASL …`, `* STARTTLS`, `* COMPRESS DEFLATE`,
 //! `* SIEVE-MAILBOX`, `* OK …`) and the IMAP greeting and CAPABILITY list.
 
-/// The replication protocol a connection speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// Cyrus's sync_server (`csync`, port 2005): bare `GET`/`APPLY`.
-    Csync,
-    /// imapd with replication for admins (`X-REPLICATION`): tagged
-    /// `SYNCGET`/`SYNCAPPLY`/`SYNCRESTART`.
-    Imap,
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Transport::Csync => "csync",
-            Transport::Imap => "imap",
-        })
-    }
-}
+pub use crate::dlist::Transport;
 
 /// Capabilities learnt from the greeting (and, for IMAP, CAPABILITY responses).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

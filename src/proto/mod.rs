@@ -6,6 +6,7 @@ pub mod deflate;
 pub mod error;
 pub mod greeting;
 pub mod sasl;
+pub mod session;
 pub mod stream;
 pub mod tls;
 

@@ -1,0 +1,959 @@
+//! A replication session: connect, greet, STARTTLS, authenticate, COMPRESS, then
+//! DList commands and responses on either transport.
+//!
+//! The same code serves both sides: a **source** session reads the master with
+//! `GET` (csync) or `SYNCGET` (IMAP), a **target** session writes a replica with
+//! `APPLY`/`SYNCAPPLY`. Transport choice follows Cyrus (`sync_support.c`,
+//! `sync_connect`): a fixed `sync_port`, else IMAP on 143 first when
+//! `sync_try_imap` is on, then csync on 2005. The greeting itself tells csync from
+//! IMAP, so a fixed port needs only one connection.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use tokio::net::{TcpStream, UnixStream};
+
+use super::error::{ProtoError, Side};
+use super::greeting::{
+    Capabilities, Greeting, GreetingLine, Transport, apply_capability_code, shorten,
+};
+use super::sasl::{self, ClientMechanism, Mechanism, Step};
+use super::stream::{Connection, Stream, Traffic};
+use super::tls::{self, TlsClient, VerifyMode};
+use crate::config::endpoint::{CSYNC_PORT, IMAP_PORT};
+use crate::config::{ChannelConfig, Credentials, Host, Peer, TlsSettings};
+use crate::dlist::{
+    Command, Event, FileLiteral, Fragment, Limits, Response, ResponseParser, StatusKind, StatusTag,
+};
+
+/// Everything needed to open a session to one peer.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Master or replica (for messages and key names).
+    pub side: Side,
+    /// Where and as whom.
+    pub peer: Peer,
+    /// TLS settings (verification, pin, client certificate).
+    pub tls: TlsSettings,
+    /// `force_sasl_client_mech`.
+    pub sasl_mech: Option<String>,
+    /// `cyrsync_compress`: use COMPRESS DEFLATE when offered.
+    pub compress: bool,
+    /// `cyrsync_allow_plaintext`: PLAIN/LOGIN without TLS.
+    pub allow_plaintext: bool,
+    /// `sync_timeout`.
+    pub timeout: Duration,
+    /// Send `APPLY CAPABILITIES (SIEVE-MAILBOX)` when offered (replicas only).
+    pub enable_sieve_mailbox: bool,
+    /// The channel's key prefix (`chan_`), for messages naming keys.
+    pub key_prefix: String,
+}
+
+impl ConnectOptions {
+    /// Options for the channel's replica.
+    pub fn replica(channel: &ChannelConfig) -> Option<ConnectOptions> {
+        let peer = channel.replica.clone()?;
+        Some(Self::from_channel(channel, Side::Target, peer))
+    }
+
+    /// Options for reading the master.
+    pub fn source(channel: &ChannelConfig) -> ConnectOptions {
+        Self::from_channel(channel, Side::Source, channel.source.clone())
+    }
+
+    fn from_channel(channel: &ChannelConfig, side: Side, peer: Peer) -> ConnectOptions {
+        ConnectOptions {
+            side,
+            peer,
+            tls: channel.tls.clone(),
+            sasl_mech: channel.sasl_mech.clone(),
+            compress: channel.compress,
+            allow_plaintext: channel.allow_plaintext,
+            timeout: channel.timeout,
+            enable_sieve_mailbox: side == Side::Target,
+            key_prefix: channel
+                .name
+                .name()
+                .map(|c| format!("{c}_"))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn key(&self, base: &str) -> String {
+        let base = match (self.side, base) {
+            (Side::Source, "sync_authname") => "cyrsync_source_authname",
+            (Side::Source, "sync_password") => "cyrsync_source_password",
+            _ => base,
+        };
+        format!("{}{base}", self.key_prefix)
+    }
+}
+
+/// What a session negotiated, for `cyrsync check`, logs and the status view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// `host:port` or socket path.
+    pub peer: String,
+    /// csync or IMAP.
+    pub transport: Transport,
+    /// `None` without TLS; else how the certificate was checked.
+    pub tls: Option<VerifyMode>,
+    /// SHA-256 of the server certificate, with TLS.
+    pub tls_fingerprint: Option<[u8; 32]>,
+    /// The SASL mechanism used (`None` with `/noauth`).
+    pub mechanism: Option<Mechanism>,
+    /// COMPRESS DEFLATE on.
+    pub compressed: bool,
+    /// The server's greeting text (product, version).
+    pub server: String,
+    /// Capabilities after login.
+    pub capabilities: Capabilities,
+}
+
+/// Receives file literal bodies from a response (`GET FETCH`,
+/// `GET FETCH_SIEVE`), piece by piece; nothing is buffered by the session.
+pub trait BodySink {
+    /// A body begins.
+    fn start(&mut self, file: &FileLiteral) -> std::io::Result<()>;
+    /// The next bytes of the body.
+    fn chunk(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// The body is complete.
+    fn end(&mut self) -> std::io::Result<()>;
+}
+
+/// Supplies file literal bodies for a command (`APPLY MESSAGE`).
+pub trait BodySource {
+    /// Fills `buf` with the next bytes of `file`'s body; returns how many.
+    /// Called until exactly `file.size` bytes were given.
+    fn read(&mut self, file: &FileLiteral, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+/// Keeps bodies in memory: for small messages and tests.
+#[derive(Debug, Default)]
+pub struct MemoryBodies {
+    /// Each body with its header, in arrival order.
+    pub bodies: Vec<(FileLiteral, Vec<u8>)>,
+}
+
+impl BodySink for MemoryBodies {
+    fn start(&mut self, file: &FileLiteral) -> std::io::Result<()> {
+        let cap = usize::try_from(file.size.min(1 << 20)).unwrap_or(0);
+        self.bodies.push((file.clone(), Vec::with_capacity(cap)));
+        Ok(())
+    }
+    fn chunk(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self.bodies.last_mut() {
+            Some((_, body)) => {
+                body.extend_from_slice(bytes);
+                Ok(())
+            }
+            None => Err(std::io::Error::other("body bytes before a body header")),
+        }
+    }
+    fn end(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BodySource for MemoryBodies {
+    fn read(&mut self, file: &FileLiteral, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Bodies are consumed front to back; a partially read one stays first
+        // with its remainder.
+        let Some(pos) = self.bodies.iter().position(|(f, _)| f.guid == file.guid) else {
+            return Err(std::io::Error::other(format!("no body for {}", file.guid)));
+        };
+        let body = &mut self.bodies[pos].1;
+        let n = buf.len().min(body.len());
+        buf[..n].copy_from_slice(&body[..n]);
+        body.drain(..n);
+        Ok(n)
+    }
+}
+
+/// Refuses bodies: for commands whose answers carry none.
+struct NoBodies;
+
+impl BodySink for NoBodies {
+    fn start(&mut self, file: &FileLiteral) -> std::io::Result<()> {
+        Err(std::io::Error::other(format!(
+            "unexpected message body {} in the reply",
+            file.guid
+        )))
+    }
+    fn chunk(&mut self, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn end(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BodySource for NoBodies {
+    fn read(&mut self, file: &FileLiteral, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other(format!("no body for {}", file.guid)))
+    }
+}
+
+/// The command currently waiting for its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    /// Short description: `GET MAILBOXES`, `APPLY MESSAGE`, …
+    pub what: String,
+    /// When it was sent.
+    pub since: Instant,
+}
+
+/// An open, authenticated replication session.
+#[derive(Debug)]
+pub struct Session {
+    conn: Connection,
+    parser: ResponseParser,
+    info: SessionInfo,
+    next_tag: u32,
+    in_flight: Option<InFlight>,
+}
+
+impl Session {
+    /// Connects following Cyrus's transport rules and sets the session up.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Session, ProtoError> {
+        let endpoint = &opts.peer.endpoint;
+        let host = match &endpoint.host {
+            Host::Unix(path) => {
+                let peer = path.display().to_string();
+                let stream = with_timeout(opts.timeout, &peer, "connecting", async {
+                    UnixStream::connect(path).await
+                })
+                .await
+                .map_err(|e| connect_error(e, &peer))?;
+                let conn = Connection::new(Stream::Unix(stream), peer, opts.timeout);
+                return Self::setup(conn, opts, None).await;
+            }
+            Host::Name(h) => h.clone(),
+        };
+        let ports: Vec<u16> = match (endpoint.port, opts.peer.try_imap) {
+            (Some(p), _) => vec![p],
+            (None, true) => vec![IMAP_PORT, CSYNC_PORT],
+            (None, false) => vec![CSYNC_PORT],
+        };
+        let mut first_error = None;
+        for port in &ports {
+            let peer = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            let attempt = async {
+                let tcp = with_timeout(opts.timeout, &peer, "connecting", async {
+                    TcpStream::connect((host.as_str(), *port)).await
+                })
+                .await
+                .map_err(|e| connect_error(e, &peer))?;
+                let _ = tcp.set_nodelay(true);
+                let conn = Connection::new(Stream::Tcp(tcp), peer.clone(), opts.timeout);
+                Self::setup(conn, opts, Some(&host)).await
+            };
+            match attempt.await {
+                Ok(session) => return Ok(session),
+                // Cyrus moves on to csync when IMAP is refused or turns out not
+                // to offer replication; anything else (bad password, TLS) is final.
+                Err(e @ (ProtoError::Connect { .. } | ProtoError::NoReplication { .. }))
+                    if ports.len() > 1 =>
+                {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_error.unwrap_or_else(|| ProtoError::Banner {
+            peer: host,
+            detail: "no port to try".into(),
+        }))
+    }
+
+    async fn setup(
+        mut conn: Connection,
+        opts: &ConnectOptions,
+        tls_host: Option<&str>,
+    ) -> Result<Session, ProtoError> {
+        let mut greeting = read_greeting(&mut conn).await?;
+        let transport = greeting.transport.unwrap_or(Transport::Csync);
+        let mut next_tag = 1u32;
+        let mut tag = |prefix: &str| {
+            let t = format!("{prefix}{next_tag:02}");
+            next_tag += 1;
+            t
+        };
+
+        // STARTTLS whenever offered (DESIGN.md §7); required with `/tls`.
+        let mut tls_mode = None;
+        let mut tls_fingerprint = None;
+        if greeting.caps.starttls && tls_host.is_some() {
+            let tls_client = tls::client_config(&opts.tls).map_err(|e| ProtoError::Tls {
+                peer: conn.peer().to_string(),
+                detail: e.to_string(),
+            })?;
+            let t = match transport {
+                Transport::Csync => None,
+                Transport::Imap => Some(tag("T")),
+            };
+            simple_command(&mut conn, t.as_deref(), b"STARTTLS", "STARTTLS").await?;
+            let host = tls_host.unwrap_or_default();
+            tls_fingerprint = starttls(&mut conn, host, &tls_client).await?;
+            tls_mode = Some(tls_client.mode);
+            if tls_client.mode == VerifyMode::Off {
+                tracing::warn!(
+                    peer = conn.peer(),
+                    "TLS certificate NOT verified (cyrsync_tls_verify: no)"
+                );
+            }
+            // After STARTTLS the server forgets what it said (RFC 3207 §4.2):
+            // sync_server sends its banner again; imapd is asked.
+            greeting = match transport {
+                Transport::Csync => read_greeting(&mut conn).await?,
+                Transport::Imap => {
+                    let t = tag("C");
+                    let caps = imap_capability(&mut conn, &t).await?;
+                    Greeting {
+                        transport: Some(Transport::Imap),
+                        caps: Capabilities {
+                            server: greeting.caps.server.clone(),
+                            ..caps
+                        },
+                    }
+                }
+            };
+        } else if opts.peer.endpoint.require_tls {
+            return Err(ProtoError::TlsRequired {
+                peer: conn.peer().to_string(),
+                why: format!("{}sync_host ends in /tls", opts.key_prefix),
+            });
+        }
+        let mut caps = greeting.caps;
+
+        let mut mechanism = None;
+        if !opts.peer.endpoint.noauth {
+            let t = match transport {
+                Transport::Csync => None,
+                Transport::Imap => Some(tag("A")),
+            };
+            let (mech, ok_text) = authenticate(&mut conn, opts, transport, &caps, t).await?;
+            mechanism = Some(mech);
+            if transport == Transport::Imap {
+                // RFC 9051 §6.2.2: capabilities may change after login; imapd
+                // sends them in the tagged OK, else ask.
+                if !apply_capability_code(&mut caps, &ok_text) {
+                    let t = tag("C");
+                    let server = caps.server.clone();
+                    caps = imap_capability(&mut conn, &t).await?;
+                    caps.server = server;
+                }
+            }
+        }
+        if transport == Transport::Imap && !caps.replication {
+            return Err(ProtoError::NoReplication {
+                peer: conn.peer().to_string(),
+            });
+        }
+
+        if caps.compress && opts.compress {
+            let t = match transport {
+                Transport::Csync => None,
+                Transport::Imap => Some(tag("Z")),
+            };
+            simple_command(&mut conn, t.as_deref(), b"COMPRESS DEFLATE", "COMPRESS").await?;
+            conn.start_deflate()?;
+        }
+
+        let mut parser = ResponseParser::responses(Limits::default());
+        parser.feed(&conn.take_buffered());
+        let info = SessionInfo {
+            peer: conn.peer().to_string(),
+            transport,
+            tls: tls_mode,
+            tls_fingerprint,
+            mechanism,
+            compressed: conn.is_compressed(),
+            server: caps.server.clone(),
+            capabilities: caps,
+        };
+        let mut session = Session {
+            conn,
+            parser,
+            info,
+            next_tag,
+            in_flight: None,
+        };
+        if opts.enable_sieve_mailbox && session.info.capabilities.sieve_mailbox {
+            // sync_client announces that it replicates sieve scripts as
+            // mailbox content; the replica answers `* ENABLED (…)`.
+            let cmd = Command::apply(
+                "CAPABILITIES",
+                crate::dlist::Value::atom_list(["SIEVE-MAILBOX"]),
+            );
+            session.command(cmd).await?;
+        }
+        Ok(session)
+    }
+
+    /// What was negotiated.
+    pub fn info(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    /// The command waiting for its answer, for the status view.
+    pub fn in_flight(&self) -> Option<&InFlight> {
+        self.in_flight.as_ref()
+    }
+
+    /// Byte counters.
+    pub fn traffic(&self) -> Traffic {
+        self.conn.traffic()
+    }
+
+    /// Sends a command without file bodies and collects its untagged answers.
+    pub async fn command(&mut self, cmd: Command) -> Result<Vec<Response>, ProtoError> {
+        self.command_streaming(cmd, &mut NoBodies, &mut NoBodies)
+            .await
+    }
+
+    /// Sends a command, taking file literal bodies from `source`, and hands any
+    /// bodies in the answer to `sink`; returns the other untagged answers.
+    pub async fn command_streaming(
+        &mut self,
+        cmd: Command,
+        source: &mut dyn BodySource,
+        sink: &mut dyn BodySink,
+    ) -> Result<Vec<Response>, ProtoError> {
+        let what = describe(&cmd);
+        let (cmd, tag) = match self.info.transport {
+            Transport::Csync => (cmd, None),
+            Transport::Imap => {
+                let t = format!("S{}", self.next_tag);
+                self.next_tag += 1;
+                (cmd.for_imap(t.clone()), Some(t))
+            }
+        };
+        self.in_flight = Some(InFlight {
+            what: what.clone(),
+            since: Instant::now(),
+        });
+        let result = self
+            .exchange(&cmd, tag.as_deref(), &what, source, sink)
+            .await;
+        self.in_flight = None;
+        result
+    }
+
+    async fn exchange(
+        &mut self,
+        cmd: &Command,
+        tag: Option<&str>,
+        what: &str,
+        source: &mut dyn BodySource,
+        sink: &mut dyn BodySink,
+    ) -> Result<Vec<Response>, ProtoError> {
+        let encoded = cmd
+            .encode()
+            .map_err(|e| self.unexpected(what, e.to_string()))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        for fragment in &encoded.fragments {
+            match fragment {
+                Fragment::Bytes(b) => self.conn.write(b, what).await?,
+                Fragment::File(file) => {
+                    let mut left = file.size;
+                    while left > 0 {
+                        let want = buf.len().min(usize::try_from(left).unwrap_or(buf.len()));
+                        let n = source
+                            .read(file, &mut buf[..want])
+                            .map_err(|e| self.body_error(what, e))?;
+                        if n == 0 {
+                            return Err(self.body_error(
+                                what,
+                                std::io::Error::other(format!(
+                                    "body of {} ended {left} bytes early",
+                                    file.guid
+                                )),
+                            ));
+                        }
+                        self.conn.write(&buf[..n], what).await?;
+                        left -= n as u64;
+                    }
+                }
+            }
+        }
+        self.conn.flush(what).await?;
+        self.read_answer(tag, what, sink).await
+    }
+
+    async fn read_answer(
+        &mut self,
+        tag: Option<&str>,
+        what: &str,
+        sink: &mut dyn BodySink,
+    ) -> Result<Vec<Response>, ProtoError> {
+        let mut items = Vec::new();
+        loop {
+            loop {
+                let event = match self.parser.next_event() {
+                    Ok(Some(ev)) => ev,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let peer = self.conn.peer().to_string();
+                        return Err(ProtoError::Unexpected {
+                            peer,
+                            doing: what.to_string(),
+                            detail: e.to_string(),
+                        });
+                    }
+                };
+                let sink_result = match event {
+                    Event::FileLiteralStart(f) => sink.start(&f),
+                    Event::FileLiteralChunk(c) => sink.chunk(c),
+                    Event::FileLiteralEnd => sink.end(),
+                    Event::Message(resp) => {
+                        if self.judge(resp, tag, what, &mut items)? {
+                            return Ok(items);
+                        }
+                        Ok(())
+                    }
+                };
+                if let Err(e) = sink_result {
+                    return Err(self.body_error(what, e));
+                }
+            }
+            self.conn.fill(what).await?;
+            let data = self.conn.take_buffered();
+            self.parser.feed(&data);
+        }
+    }
+
+    /// Decides what one response line means; `true` when the command is done.
+    fn judge(
+        &mut self,
+        resp: Response,
+        tag: Option<&str>,
+        what: &str,
+        items: &mut Vec<Response>,
+    ) -> Result<bool, ProtoError> {
+        let peer = self.conn.peer().to_string();
+        match &resp {
+            Response::Status(status) => {
+                let ours = match (&status.tag, tag) {
+                    (StatusTag::None, None) => true,
+                    (StatusTag::Tagged(t), Some(want)) => t == want,
+                    (StatusTag::Untagged, _) => false,
+                    _ => false,
+                };
+                if status.kind == StatusKind::Bye {
+                    return Err(ProtoError::Closed {
+                        peer,
+                        doing: format!("{what} (server said BYE {})", status.text),
+                    });
+                }
+                if !ours {
+                    if status.tag == StatusTag::Untagged {
+                        // `* OK …` notices are informational.
+                        return Ok(false);
+                    }
+                    return Err(ProtoError::Unexpected {
+                        peer,
+                        doing: what.to_string(),
+                        detail: format!("status for another command: {status:?}"),
+                    });
+                }
+                match status.kind {
+                    StatusKind::Ok => Ok(true),
+                    StatusKind::No => Err(ProtoError::No {
+                        peer,
+                        doing: what.to_string(),
+                        code: status.error.clone(),
+                        text: status.text.clone(),
+                    }),
+                    StatusKind::Bad | StatusKind::Bye => Err(ProtoError::Bad {
+                        peer,
+                        doing: what.to_string(),
+                        text: status.text.clone(),
+                    }),
+                }
+            }
+            Response::Continuation(_) => Ok(false),
+            Response::Data { .. } | Response::Text { .. } => {
+                items.push(resp);
+                Ok(false)
+            }
+        }
+    }
+
+    fn unexpected(&self, what: &str, detail: String) -> ProtoError {
+        ProtoError::Unexpected {
+            peer: self.conn.peer().to_string(),
+            doing: what.to_string(),
+            detail,
+        }
+    }
+
+    fn body_error(&self, what: &str, e: std::io::Error) -> ProtoError {
+        ProtoError::Io {
+            peer: self.conn.peer().to_string(),
+            doing: format!("{what} (message body)"),
+            source: e,
+        }
+    }
+
+    /// `RESTART` (`SYNCRESTART` over IMAP): the replica drops per-session state
+    /// between batches, as sync_client does.
+    pub async fn restart(&mut self) -> Result<(), ProtoError> {
+        self.command(Command::restart()).await.map(|_| ())
+    }
+
+    /// `NOOP`: proves the session is alive.
+    pub async fn noop(&mut self) -> Result<(), ProtoError> {
+        self.command(Command::noop()).await.map(|_| ())
+    }
+
+    /// Ends the session politely (`EXIT`, or `LOGOUT` over IMAP) and closes it.
+    pub async fn close(mut self) {
+        let cmd = match self.info.transport {
+            Transport::Csync => Command::exit(),
+            Transport::Imap => Command::new("LOGOUT", Vec::new()),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.command(cmd)).await;
+        self.conn.shutdown().await;
+    }
+}
+
+/// `GET MAILBOXES`, `APPLY MESSAGE`, `RESTART`: verb and item name.
+fn describe(cmd: &Command) -> String {
+    match cmd.name() {
+        Some(name) => format!("{} {name}", cmd.base_verb()),
+        None => cmd.base_verb().to_string(),
+    }
+}
+
+async fn with_timeout<T>(
+    limit: Duration,
+    peer: &str,
+    doing: &str,
+    fut: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, std::io::Error> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "{doing} {peer} took longer than sync_timeout ({}s)",
+                limit.as_secs()
+            ),
+        )),
+    }
+}
+
+fn connect_error(source: std::io::Error, peer: &str) -> ProtoError {
+    ProtoError::Connect {
+        peer: peer.to_string(),
+        source,
+    }
+}
+
+async fn read_greeting(conn: &mut Connection) -> Result<Greeting, ProtoError> {
+    let mut greeting = Greeting::default();
+    loop {
+        let line = conn.read_line("reading the greeting").await?;
+        match greeting.feed(&line) {
+            GreetingLine::CsyncCapability => continue,
+            GreetingLine::CsyncReady | GreetingLine::ImapReady => return Ok(greeting),
+            GreetingLine::ImapPreauth => {
+                return Err(ProtoError::Banner {
+                    peer: conn.peer().to_string(),
+                    detail: "the server pre-authenticated the connection; replication needs an admin login".into(),
+                });
+            }
+            GreetingLine::Refused(text) => {
+                return Err(ProtoError::Banner {
+                    peer: conn.peer().to_string(),
+                    detail: format!("it greeted with \"{text}\""),
+                });
+            }
+        }
+    }
+}
+
+/// Sends a one-line command and waits for its OK (pre-DList phase).
+async fn simple_command(
+    conn: &mut Connection,
+    tag: Option<&str>,
+    command: &[u8],
+    what: &str,
+) -> Result<String, ProtoError> {
+    let mut line = Vec::new();
+    if let Some(t) = tag {
+        line.extend_from_slice(t.as_bytes());
+        line.push(b' ');
+    }
+    line.extend_from_slice(command);
+    line.extend_from_slice(b"\r\n");
+    conn.write(&line, what).await?;
+    conn.flush(what).await?;
+    loop {
+        let reply = conn.read_line(what).await?;
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        let rest = match tag {
+            None => Some(text.as_str()),
+            Some(t) => text.strip_prefix(t).and_then(|r| r.strip_prefix(' ')),
+        };
+        let Some(rest) = rest else {
+            if text.starts_with("* ") {
+                continue;
+            }
+            return Err(ProtoError::Unexpected {
+                peer: conn.peer().to_string(),
+                doing: what.to_string(),
+                detail: shorten(&text),
+            });
+        };
+        if text.starts_with("* ") && tag.is_none() {
+            continue;
+        }
+        let (word, detail) = rest.split_once(' ').unwrap_or((rest, ""));
+        return match word {
+            "OK" => Ok(detail.to_string()),
+            "NO" => {
+                let (code, text) = crate::dlist::Status::split_error(detail);
+                Err(ProtoError::No {
+                    peer: conn.peer().to_string(),
+                    doing: what.to_string(),
+                    code,
+                    text,
+                })
+            }
+            _ => Err(ProtoError::Bad {
+                peer: conn.peer().to_string(),
+                doing: what.to_string(),
+                text: shorten(rest),
+            }),
+        };
+    }
+}
+
+async fn imap_capability(conn: &mut Connection, tag: &str) -> Result<Capabilities, ProtoError> {
+    let line = format!("{tag} CAPABILITY\r\n");
+    conn.write(line.as_bytes(), "CAPABILITY").await?;
+    conn.flush("CAPABILITY").await?;
+    let mut caps = Capabilities::default();
+    loop {
+        let reply = conn.read_line("CAPABILITY").await?;
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        if let Some(list) = text.strip_prefix("* CAPABILITY ") {
+            super::greeting::apply_imap_capabilities(&mut caps, list.split_ascii_whitespace());
+        } else if let Some(rest) = text.strip_prefix(tag) {
+            return if rest.trim_start().starts_with("OK") {
+                Ok(caps)
+            } else {
+                Err(ProtoError::Bad {
+                    peer: conn.peer().to_string(),
+                    doing: "CAPABILITY".into(),
+                    text: shorten(rest),
+                })
+            };
+        }
+    }
+}
+
+async fn starttls(
+    conn: &mut Connection,
+    host: &str,
+    client: &TlsClient,
+) -> Result<Option<[u8; 32]>, ProtoError> {
+    let peer = conn.peer().to_string();
+    let name = tls::server_name(host).map_err(|detail| ProtoError::Tls {
+        peer: peer.clone(),
+        detail,
+    })?;
+    let tcp = conn.take_stream_for_tls()?;
+    let connector = tokio_rustls::TlsConnector::from(client.config.clone());
+    let handshake = tokio::time::timeout(conn.timeout(), connector.connect(name, tcp)).await;
+    let seen = client.seen.lock().ok().and_then(|s| s.fingerprint);
+    match handshake {
+        Err(_) => Err(ProtoError::Timeout {
+            peer,
+            doing: "the TLS handshake".into(),
+            after: conn.timeout(),
+        }),
+        Ok(Err(e)) => {
+            let mut detail = format!("handshake failed: {e}");
+            if let Some(fp) = seen {
+                detail.push_str(&format!(
+                    "\n  the replica presented a certificate with SHA-256 fingerprint {}\n  fix: give its CA in tls_client_ca_file, or pin it with `cyrsync_tls_fingerprint: {}` after checking it on the replica (openssl x509 -noout -fingerprint -sha256 -in <cert>)",
+                    tls::format_fingerprint(&fp),
+                    tls::format_fingerprint(&fp)
+                ));
+            }
+            Err(ProtoError::Tls { peer, detail })
+        }
+        Ok(Ok(stream)) => {
+            conn.set_tls_stream(stream);
+            Ok(seen)
+        }
+    }
+}
+
+/// Runs the SASL exchange; returns the mechanism and the text of the final OK.
+async fn authenticate(
+    conn: &mut Connection,
+    opts: &ConnectOptions,
+    transport: Transport,
+    caps: &Capabilities,
+    tag: Option<String>,
+) -> Result<(Mechanism, String), ProtoError> {
+    let peer = conn.peer().to_string();
+    let Credentials {
+        authname,
+        password,
+        realm,
+    } = &opts.peer.credentials;
+    let authname = authname
+        .clone()
+        .ok_or_else(|| ProtoError::MissingCredential {
+            side: opts.side,
+            what: "authentication name",
+            key: opts.key("sync_authname"),
+        })?;
+    let password = password
+        .clone()
+        .ok_or_else(|| ProtoError::MissingCredential {
+            side: opts.side,
+            what: "password",
+            key: opts.key("sync_password"),
+        })?;
+    let mut credentials = sasl::Credentials::new(authname.clone(), password.expose());
+    credentials.realm = realm.clone();
+    let policy = sasl::Policy {
+        forced: opts.sasl_mech.clone(),
+        allow_plaintext: opts.allow_plaintext,
+    };
+    // A Unix socket never leaves the host, so clear-text mechanisms are as
+    // safe there as over TLS.
+    let protected = conn.is_tls() || conn.is_local();
+    let mechanism = sasl::select(&caps.sasl, protected, &credentials, &policy).map_err(|e| {
+        ProtoError::Sasl {
+            peer: peer.clone(),
+            detail: e.to_string(),
+        }
+    })?;
+    let host = match &opts.peer.endpoint.host {
+        Host::Name(h) => h.clone(),
+        Host::Unix(_) => "localhost".to_string(),
+    };
+    let target = sasl::Target {
+        service: match transport {
+            Transport::Csync => sasl::Service::Csync,
+            Transport::Imap => sasl::Service::Imap,
+        },
+        host,
+    };
+    let sasl_err = |e: sasl::SaslError| ProtoError::Sasl {
+        peer: peer.clone(),
+        detail: format!("{mechanism}: {e}"),
+    };
+    let mut client = sasl::Client::new(mechanism, &credentials, &target).map_err(sasl_err)?;
+
+    // csync always takes an initial response (sync_server); IMAP only with
+    // SASL-IR (RFC 4959).
+    let may_ir = transport == Transport::Csync || caps.sasl_ir;
+    let mut line = Vec::new();
+    if let Some(t) = &tag {
+        line.extend_from_slice(t.as_bytes());
+        line.push(b' ');
+    }
+    line.extend_from_slice(b"AUTHENTICATE ");
+    line.extend_from_slice(mechanism.name().as_bytes());
+    if may_ir && let Some(ir) = client.initial_response().map_err(sasl_err)? {
+        line.push(b' ');
+        if ir.as_bytes().is_empty() {
+            line.push(b'=');
+        } else {
+            line.extend_from_slice(B64.encode(ir.as_bytes()).as_bytes());
+        }
+    }
+    line.extend_from_slice(b"\r\n");
+    let doing = "authenticating";
+    conn.write(&line, doing).await?;
+    conn.flush(doing).await?;
+    drop(line);
+
+    loop {
+        let reply = conn.read_line(doing).await?;
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        if let Some(challenge) = text.strip_prefix('+') {
+            let challenge = challenge.trim_start();
+            let decoded = B64
+                .decode(challenge.as_bytes())
+                .map_err(|_| ProtoError::Unexpected {
+                    peer: peer.clone(),
+                    doing: doing.into(),
+                    detail: "a SASL challenge that is not base64".into(),
+                })?;
+            let answer = match client.step(&decoded).map_err(sasl_err)? {
+                Step::Respond(r) => B64.encode(r.as_bytes()),
+                Step::Done => String::new(),
+            };
+            let mut out = answer.into_bytes();
+            out.extend_from_slice(b"\r\n");
+            conn.write(&out, doing).await?;
+            conn.flush(doing).await?;
+            continue;
+        }
+        if text.starts_with("* ") {
+            continue;
+        }
+        let rest = match &tag {
+            None => text.as_str(),
+            Some(t) => match text
+                .strip_prefix(t.as_str())
+                .and_then(|r| r.strip_prefix(' '))
+            {
+                Some(r) => r,
+                None => continue,
+            },
+        };
+        let (word, detail) = rest.split_once(' ').unwrap_or((rest, ""));
+        return match word {
+            "OK" => {
+                client.finish(None).map_err(sasl_err)?;
+                Ok((mechanism, detail.to_string()))
+            }
+            "NO" | "BAD" => Err(ProtoError::AuthFailed {
+                peer: peer.clone(),
+                authname: authname.clone(),
+                mechanism: mechanism.name().to_string(),
+                text: shorten(detail),
+                hint: auth_hint(opts, &authname),
+            }),
+            _ => Err(ProtoError::Unexpected {
+                peer: peer.clone(),
+                doing: doing.into(),
+                detail: shorten(&text),
+            }),
+        };
+    }
+}
+
+/// The usual causes of a refused login, most likely first.
+fn auth_hint(opts: &ConnectOptions, authname: &str) -> String {
+    let mut hint = String::new();
+    if authname.contains(" #") || authname.contains('\t') {
+        hint.push_str(&format!(
+            "\n  hint: {} is \"{authname}\": Cyrus reads a trailing `# comment` as part of the value; move the comment to its own line",
+            opts.key("sync_authname")
+        ));
+    }
+    hint.push_str(&format!(
+        "\n  hint: check {} and {} against the {}'s sasldb (sasldblistusers2; the realm is the server's servername unless {} is set), that the account is in `admins:` there, and that the sasldb is readable by the cyrus user",
+        opts.key("sync_authname"),
+        opts.key("sync_password"),
+        opts.side,
+        opts.key("sync_realm"),
+    ));
+    hint
+}

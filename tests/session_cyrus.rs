@@ -1,0 +1,289 @@
+//! Sessions against a real Cyrus 3.6.1 master and replica: both transports,
+//! every SASL mechanism the servers offer, COMPRESS, GET with streamed bodies,
+//! refused passwords with a useful message.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod support;
+
+use std::time::Duration;
+
+use cyrsync::config::{ChannelConfig, ChannelName, ImapdConf, Secret, Settings};
+use cyrsync::dlist::{Command, KvList, Value};
+use cyrsync::proto::greeting::Transport;
+use cyrsync::proto::sasl::Mechanism;
+use cyrsync::proto::session::{ConnectOptions, MemoryBodies, Session};
+use cyrsync::proto::{ProtoError, Side};
+use support::imap::Imap;
+use support::lmtp::{Lmtp, message};
+use support::pair::CyrusPair;
+
+fn channels(pair: &CyrusPair) -> Vec<ChannelConfig> {
+    let conf = ImapdConf::load(&pair.master.imapd_conf()).unwrap();
+    let settings = Settings::resolve(&conf, &[]).unwrap();
+    settings.channels.into_iter().map(|c| c.config).collect()
+}
+
+fn channel(pair: &CyrusPair, name: Option<&str>) -> ChannelConfig {
+    let want = ChannelName::new(name.unwrap_or(""));
+    channels(pair)
+        .into_iter()
+        .find(|c| c.name == want)
+        .expect("channel in the pair's imapd.conf")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn csync_and_imap_sessions_with_every_mechanism() {
+    let pair = CyrusPair::start();
+    let rt = rt();
+    let default = channel(&pair, None);
+    let chan2 = channel(&pair, Some("chan2"));
+    rt.block_on(async {
+        // Defaults: strongest mechanism, COMPRESS on, SIEVE-MAILBOX enabled.
+        let opts = ConnectOptions::replica(&default).unwrap();
+        let mut s = Session::connect(&opts).await.expect("csync session");
+        let info = s.info().clone();
+        assert_eq!(info.transport, Transport::Csync);
+        assert_eq!(info.mechanism, Some(Mechanism::ScramSha256));
+        assert!(info.compressed, "replica offers COMPRESS DEFLATE");
+        assert!(info.capabilities.sieve_mailbox);
+        assert!(info.server.contains("Cyrus sync server"), "{}", info.server);
+        s.noop().await.unwrap();
+        s.restart().await.unwrap();
+        let items = s
+            .command(Command::get("MAILBOXES", Value::atom_list(["user.nobody"])))
+            .await
+            .unwrap();
+        assert!(items.is_empty(), "{items:?}");
+        s.close().await;
+
+        let opts = ConnectOptions::replica(&chan2).unwrap();
+        let mut s = Session::connect(&opts).await.expect("imap session");
+        assert_eq!(s.info().transport, Transport::Imap);
+        assert!(s.info().capabilities.replication);
+        assert!(s.info().compressed);
+        s.noop().await.unwrap();
+        s.restart().await.unwrap();
+        s.close().await;
+
+        // Every mechanism, forced, on both transports. PLAIN/LOGIN need the
+        // plaintext permission without TLS.
+        for mech in Mechanism::PREFERENCE {
+            for base in [&default, &chan2] {
+                let mut opts = ConnectOptions::replica(base).unwrap();
+                opts.sasl_mech = Some(mech.name().to_string());
+                opts.allow_plaintext = true;
+                opts.compress = false;
+                let mut s = Session::connect(&opts)
+                    .await
+                    .unwrap_or_else(|e| panic!("{mech} over {}: {e}", base.name));
+                assert_eq!(s.info().mechanism, Some(mech));
+                assert!(!s.info().compressed);
+                s.noop().await.unwrap();
+                s.close().await;
+            }
+        }
+    });
+}
+
+#[test]
+fn plaintext_mechanisms_are_refused_without_tls() {
+    let pair = CyrusPair::start();
+    let rt = rt();
+    let mut opts = ConnectOptions::replica(&channel(&pair, None)).unwrap();
+    opts.sasl_mech = Some("PLAIN".into());
+    let err = rt.block_on(Session::connect(&opts)).unwrap_err();
+    assert!(matches!(err, ProtoError::Sasl { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("cyrsync_allow_plaintext"), "{text}");
+}
+
+#[test]
+fn wrong_password_and_trailing_comment_are_explained() {
+    let pair = CyrusPair::start();
+    let rt = rt();
+    let base = channel(&pair, None);
+    let mut opts = ConnectOptions::replica(&base).unwrap();
+    opts.peer.credentials.password = Some(secret("not the password"));
+    let err = rt.block_on(Session::connect(&opts)).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ProtoError::AuthFailed { .. }), "{text}");
+    assert!(text.contains("sync_password"), "{text}");
+    assert!(text.contains("SCRAM-SHA-256"), "{text}");
+
+    // The administrator's classic: `sync_authname: repl # replication account`.
+    let mut opts = ConnectOptions::replica(&base).unwrap();
+    opts.peer.credentials.authname = Some("repl # replication account".into());
+    let err = rt.block_on(Session::connect(&opts)).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("trailing `# comment`"), "{text}");
+
+    // And a channel's own keys are named with the channel prefix.
+    let mut opts = ConnectOptions::replica(&channel(&pair, Some("chan2"))).unwrap();
+    opts.peer.credentials.password = None;
+    let err = rt.block_on(Session::connect(&opts)).unwrap_err();
+    assert!(err.to_string().contains("chan2_sync_password"), "{err}");
+}
+
+fn secret(s: &str) -> Secret {
+    // Secrets only come from imapd.conf; build one through the parser.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imapd.conf");
+    std::fs::write(
+        &path,
+        format!("configdirectory: /tmp\nsync_host: h\nsync_authname: a\nsync_password: {s}\n"),
+    )
+    .unwrap();
+    let conf = ImapdConf::load(&path).unwrap();
+    let settings = Settings::resolve(&conf, &[]).unwrap();
+    settings.channels[0]
+        .config
+        .replica
+        .clone()
+        .unwrap()
+        .credentials
+        .password
+        .unwrap()
+}
+
+#[test]
+fn source_session_reads_the_master_and_streams_bodies() {
+    let pair = CyrusPair::start();
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    let sent: Vec<Vec<u8>> = (0..3).map(|n| message(n, "session test")).collect();
+    for m in &sent {
+        lmtp.deliver("alice", m);
+    }
+    drop(lmtp);
+    let rt = rt();
+    let opts = ConnectOptions::source(&channel(&pair, None));
+    assert_eq!(opts.side, Side::Source);
+    rt.block_on(async {
+        let mut s = Session::connect(&opts).await.expect("source session");
+        let items = s
+            .command(Command::get("MAILBOXES", Value::atom_list(["user.alice"])))
+            .await
+            .unwrap();
+        assert_eq!(items.len(), 1);
+        let mbox = items[0].value().and_then(|v| v.as_kvlist()).unwrap();
+        assert_eq!(mbox.get("LAST_UID").and_then(|v| v.as_u64()), Some(3));
+        let uniqueid = mbox.get("UNIQUEID").and_then(|v| v.as_str()).unwrap().to_string();
+
+        let items = s
+            .command(Command::get("FULLMAILBOX", Value::atom("user.alice")))
+            .await
+            .unwrap();
+        let full = items[0].value().and_then(|v| v.as_kvlist()).unwrap();
+        let records: Vec<_> = full
+            .get("RECORD")
+            .and_then(|v| v.as_list())
+            .unwrap()
+            .to_vec();
+        assert_eq!(records.len(), 3);
+        for (n, record) in records.iter().enumerate() {
+            let rec = record.as_kvlist().unwrap();
+            let guid = rec.get("GUID").and_then(|v| v.as_str()).unwrap();
+            let uid = rec.get("UID").and_then(|v| v.as_u64()).unwrap();
+            let mut bodies = MemoryBodies::default();
+            let fetch = Command::get(
+                "FETCH",
+                Value::kvlist(
+                    KvList::new()
+                        .with("MBOXNAME", "user.alice")
+                        .with("PARTITION", "default")
+                        .with("UNIQUEID", uniqueid.as_str())
+                        .with("GUID", guid)
+                        .with("UID", Value::num(uid)),
+                ),
+            );
+            let mut none = MemoryBodies::default();
+            s.command_streaming(fetch, &mut none, &mut bodies)
+                .await
+                .unwrap();
+            assert_eq!(bodies.bodies.len(), 1);
+            let (header, body) = &bodies.bodies[0];
+            assert_eq!(header.guid, guid);
+            assert_eq!(body.len() as u64, header.size);
+            // lmtpd prepends Return-Path/Received; the message follows intact.
+            let delivered = String::from_utf8_lossy(&sent[n]).replace("\r\n", "\n");
+            let stored = String::from_utf8_lossy(body).replace("\r\n", "\n");
+            assert!(stored.ends_with(&delivered), "body {n} differs");
+        }
+
+        // A NO keeps the Cyrus error name and leaves the session usable.
+        let err = s
+            .command(Command::get("FULLMAILBOX", Value::atom("user.nobody")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProtoError::No { .. }), "{err}");
+        assert!(err.cyrus_code().is_some_and(|c| c.starts_with("IMAP_")), "{err}");
+        s.noop().await.unwrap();
+        s.close().await;
+    });
+}
+
+#[test]
+fn timeouts_and_garbage_from_mock_peers() {
+    use std::io::Write;
+    use std::net::TcpListener;
+    let rt = rt();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let path = conf_dir.path().join("imapd.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "configdirectory: {}\nsync_host: 127.0.0.1\nsync_port: {port}\nsync_authname: repl\nsync_password: pw\nsync_timeout: 3\n",
+            conf_dir.path().display()
+        ),
+    )
+    .unwrap();
+    let conf = ImapdConf::load(&path).unwrap();
+    let ch = Settings::resolve(&conf, &[]).unwrap().channels[0].config.clone();
+    let opts = ConnectOptions::replica(&ch).unwrap();
+    assert_eq!(opts.timeout, Duration::from_secs(3));
+
+    // A peer that accepts and says nothing: cut at sync_timeout.
+    let silent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+        drop(conn);
+        listener
+    });
+    let started = std::time::Instant::now();
+    let err = rt.block_on(Session::connect(&opts)).unwrap_err();
+    assert!(matches!(err, ProtoError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(err.to_string().contains("sync_timeout"), "{err}");
+    let listener = silent.join().unwrap();
+
+    // A peer that is not Cyrus.
+    let garbage = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        listener
+    });
+    let err = rt.block_on(Session::connect(&opts)).unwrap_err();
+    assert!(matches!(err, ProtoError::Banner { .. }), "{err}");
+    assert!(err.to_string().contains("SSH-2.0"), "{err}");
+    let listener = garbage.join().unwrap();
+
+    // A peer that drops the connection in the middle of the banner.
+    let dropper = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(b"* SASL SCRAM-SHA-256\r\n* COMP").unwrap();
+    });
+    let err = rt.block_on(Session::connect(&opts)).unwrap_err();
+    assert!(matches!(err, ProtoError::Closed { .. }), "{err}");
+    dropper.join().unwrap();
+}
