@@ -298,6 +298,42 @@ fn digest_md5_refuses_challenges_without_auth_or_nonce() {
     }
 }
 
+/// RFC 2831 §2.1.2.1: with charset=utf-8 the names go out as UTF-8 but are hashed as
+/// ISO 8859-1 when they fit. Expected digests computed independently (Python hashlib).
+#[test]
+fn digest_md5_hashes_latin1_and_sends_utf8() {
+    let target = Target {
+        service: Service::Csync,
+        host: "h".into(),
+    };
+    let mut m = DigestMd5::new(
+        &creds("j\u{f6}rg", "p\u{e4}ssw\u{f6}rd"),
+        &target,
+        "c".into(),
+    );
+    let r = respond(
+        m.step(b"realm=\"r\",nonce=\"n\",charset=utf-8,algorithm=md5-sess")
+            .expect("step"),
+    );
+    let d = parse_directives(&r).expect("parse");
+    assert_eq!(directive(&d, "username"), "j\u{f6}rg");
+    assert_eq!(
+        directive(&d, "response"),
+        "f9eca4afe0b238e813288d3dd9fbc44e"
+    );
+    assert_eq!(
+        m.step(b"rspauth=d13639f8eb9347ce3b677ab424d34318")
+            .expect("rspauth"),
+        Step::Done
+    );
+    // Without charset=utf-8 a name outside ISO 8859-1 cannot be sent.
+    let mut m = DigestMd5::new(&creds("\u{4e16}", "p"), &target, "c".into());
+    assert!(matches!(
+        m.step(b"nonce=\"n\",algorithm=md5-sess"),
+        Err(SaslError::Encoding { .. })
+    ));
+}
+
 #[test]
 fn directive_parser_handles_lws_empty_elements_and_escapes() {
     let d = parse_directives(b" , realm = \"a\\\"b\" ,, qop=\"auth, auth-int\" ,stale=true ")
