@@ -1,0 +1,10 @@
+//! Cyrus's sync log, both sides: the line format, coalescing of a run into a
+//! batch, the reader's `log` → `log-run` hand-off and the writer's append
+//! protocol (for re-logging an action), all compatible with Cyrus 3.6.1
+//! (`imap/sync_log.c`, `sync_do_reader` in `imap/sync_support.c`).
+
+mod error;
+pub mod line;
+
+pub use error::{LineError, SyncLogError};
+pub use line::{LogEntry, LogKind, parse_line, quote_name};
