@@ -3,8 +3,12 @@
 //! protocol (for re-logging an action), all compatible with Cyrus 3.6.1
 //! (`imap/sync_log.c`, `sync_do_reader` in `imap/sync_support.c`).
 
+pub mod batch;
 mod error;
 pub mod line;
 
+pub use batch::{
+    Batch, BatchBuilder, MailboxCohort, Namespace, SyncAction, UserBatch, UserMailbox, shard_for,
+};
 pub use error::{LineError, SyncLogError};
 pub use line::{LogEntry, LogKind, parse_line, quote_name};
