@@ -90,3 +90,12 @@ pub enum SyncLogError {
     #[error("cannot encode sync log entry: {0}")]
     Encode(#[from] LineError),
 }
+impl SyncLogError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        SyncLogError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
