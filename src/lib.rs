@@ -10,3 +10,4 @@ pub mod config;
 pub mod dlist;
 pub mod proto;
 pub mod snippet;
+pub mod synclog;
