@@ -30,6 +30,55 @@ pub enum Command {
     Check(CheckArgs),
     /// Print an imapd.conf snippet (also installed as an example file).
     Snippet(SnippetArgs),
+    /// Replicate users or mailboxes once, like `sync_client -u/-m/-A`.
+    Sync(SyncArgs),
+    /// Compare master and replica without changing either; exit 1 if they differ.
+    Verify(VerifyArgs),
+}
+
+/// Which users or mailboxes a one-shot command works on.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Selection {
+    /// These users (userids, `alice` or `alice@example.com`); repeatable.
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub users: Vec<String>,
+
+    /// These mailboxes (internal names, `user.alice.Sent`); repeatable.
+    #[arg(short = 'm', long = "mailbox", value_name = "MAILBOX")]
+    pub mailboxes: Vec<String>,
+
+    /// Every user on the master.
+    #[arg(short = 'A', long = "all-users")]
+    pub all: bool,
+}
+
+/// Arguments of `cyrsync sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// What to replicate.
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// The channel whose replica to write (default: the default channel).
+    #[arg(short = 'n', long = "channel", value_name = "CHANNEL")]
+    pub channel: Option<String>,
+}
+
+/// Arguments of `cyrsync verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// What to compare.
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// The channel whose replica to compare (default: the default channel).
+    #[arg(short = 'n', long = "channel", value_name = "CHANNEL")]
+    pub channel: Option<String>,
+
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `cyrsync snippet`.

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cyrsync::check;
-use cyrsync::cli::{Cli, Command};
+use cyrsync::cli::{Cli, Command, Selection};
 use cyrsync::config::{ConfigError, DEFAULT_CONFIG_PATH};
+use cyrsync::oneshot;
 
 /// sysexits EX_CONFIG, the status Cyrus uses for a configuration error.
 const EX_CONFIG: u8 = 78;
@@ -48,5 +49,49 @@ fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
             args.which.write_to(&mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sync(args) => {
+            let ch = oneshot::channel(config, args.channel.as_deref())?;
+            let items = selection(config, &args.selection)?;
+            let started = std::time::Instant::now();
+            let mut progress = oneshot::progress_printer();
+            let report = runtime()?.block_on(oneshot::sync(&ch, items, &mut progress))?;
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!();
+            }
+            print!("{}", oneshot::render_sync(&report, started.elapsed()));
+            Ok(if report.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Verify(args) => {
+            let ch = oneshot::channel(config, args.channel.as_deref())?;
+            let items = selection(config, &args.selection)?;
+            let checked = items.len();
+            let diffs = runtime()?.block_on(oneshot::verify(&ch, items))?;
+            print!("{}", oneshot::render_verify(&diffs, args.json, checked));
+            Ok(if diffs.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn selection(config: &std::path::Path, sel: &Selection) -> anyhow::Result<oneshot::Selection> {
+    Ok(if sel.all {
+        oneshot::Selection::Users(oneshot::list_users(config)?)
+    } else if !sel.mailboxes.is_empty() {
+        oneshot::Selection::Mailboxes(sel.mailboxes.clone())
+    } else {
+        oneshot::Selection::Users(sel.users.clone())
+    })
 }

@@ -158,7 +158,7 @@ fn source_session_reads_the_master_and_streams_bodies() {
     let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
     admin.ok("CREATE user.alice");
     let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
-    let sent: Vec<Vec<u8>> = (0..3).map(|n| message(n, "session test")).collect();
+    let sent: Vec<String> = (0..3).map(|n| message(n, "session test")).collect();
     for m in &sent {
         lmtp.deliver("alice", m);
     }
@@ -175,7 +175,11 @@ fn source_session_reads_the_master_and_streams_bodies() {
         assert_eq!(items.len(), 1);
         let mbox = items[0].value().and_then(|v| v.as_kvlist()).unwrap();
         assert_eq!(mbox.get("LAST_UID").and_then(|v| v.as_u64()), Some(3));
-        let uniqueid = mbox.get("UNIQUEID").and_then(|v| v.as_str()).unwrap().to_string();
+        let uniqueid = mbox
+            .get("UNIQUEID")
+            .and_then(|v| v.as_str())
+            .unwrap()
+            .to_string();
 
         let items = s
             .command(Command::get("FULLMAILBOX", Value::atom("user.alice")))
@@ -213,7 +217,7 @@ fn source_session_reads_the_master_and_streams_bodies() {
             assert_eq!(header.guid, guid);
             assert_eq!(body.len() as u64, header.size);
             // lmtpd prepends Return-Path/Received; the message follows intact.
-            let delivered = String::from_utf8_lossy(&sent[n]).replace("\r\n", "\n");
+            let delivered = sent[n].replace("\r\n", "\n");
             let stored = String::from_utf8_lossy(body).replace("\r\n", "\n");
             assert!(stored.ends_with(&delivered), "body {n} differs");
         }
@@ -224,7 +228,10 @@ fn source_session_reads_the_master_and_streams_bodies() {
             .await
             .unwrap_err();
         assert!(matches!(err, ProtoError::No { .. }), "{err}");
-        assert!(err.cyrus_code().is_some_and(|c| c.starts_with("IMAP_")), "{err}");
+        assert!(
+            err.cyrus_code().is_some_and(|c| c.starts_with("IMAP_")),
+            "{err}"
+        );
         s.noop().await.unwrap();
         s.close().await;
     });
@@ -248,7 +255,9 @@ fn timeouts_and_garbage_from_mock_peers() {
     )
     .unwrap();
     let conf = ImapdConf::load(&path).unwrap();
-    let ch = Settings::resolve(&conf, &[]).unwrap().channels[0].config.clone();
+    let ch = Settings::resolve(&conf, &[]).unwrap().channels[0]
+        .config
+        .clone();
     let opts = ConnectOptions::replica(&ch).unwrap();
     assert_eq!(opts.timeout, Duration::from_secs(3));
 

@@ -1,0 +1,797 @@
+//! The replication engine (DESIGN.md §1–2): bring a replica into agreement with
+//! the master for a set of actions, reading the master through a source session
+//! and writing the replica through a target session.
+//!
+//! Sync is state comparison, as in Cyrus's `sync_client.c`/`sync_support.c`:
+//! `GET USER`/`GET MAILBOXES` on both sides first, and only mailboxes whose
+//! state differs are read in full (`GET FULLMAILBOX`) and updated
+//! (`APPLY RESERVE` → `GET FETCH` ⇢ `APPLY MESSAGE` → `APPLY MAILBOX`).
+//! Replaying an action is always safe.
+
+pub mod spool;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crate::dlist::{Command, KvList, Response, Value};
+use crate::model::{
+    MailboxState, ModelError, Record, UserState, mailboxes_from_responses, quota_limits_equal,
+};
+use crate::proto::ProtoError;
+use crate::proto::session::Session;
+use spool::Spool;
+
+/// Why an action could not be completed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A session failed (connection, timeout, or a `NO` from a server).
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+    /// A server answer was not a well-formed Cyrus object.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The replica's state could not be reconciled without writing the master.
+    #[error("{mailbox}: master and replica disagree in a way replication cannot repair: {detail}")]
+    Diverged {
+        /// The mailbox.
+        mailbox: String,
+        /// What differs.
+        detail: String,
+    },
+}
+
+impl EngineError {
+    /// The Cyrus error name, if a server answered `NO` with one.
+    pub fn cyrus_code(&self) -> Option<&str> {
+        match self {
+            EngineError::Proto(p) => p.cyrus_code(),
+            _ => None,
+        }
+    }
+
+    /// Whether the sessions must be reopened before going on.
+    pub fn breaks_sessions(&self) -> bool {
+        match self {
+            EngineError::Proto(p) => p.breaks_connection(),
+            _ => false,
+        }
+    }
+}
+
+/// Tunables of one channel.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// `sync_batchsize`: most new messages per `APPLY MAILBOX`.
+    pub batch_size: usize,
+    /// Most bodies per `APPLY MESSAGE`.
+    pub upload_messages: usize,
+    /// Most body bytes per `APPLY MESSAGE`.
+    pub upload_bytes: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            batch_size: 8192,
+            upload_messages: 1024,
+            upload_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What a run did, for summaries, status and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Mailboxes compared.
+    pub mailboxes_checked: u64,
+    /// Mailboxes that needed an update.
+    pub mailboxes_updated: u64,
+    /// Mailboxes created on the replica.
+    pub mailboxes_created: u64,
+    /// `APPLY RENAME`s.
+    pub renames: u64,
+    /// `APPLY UNMAILBOX`es.
+    pub deletes: u64,
+    /// Message bodies uploaded.
+    pub messages_uploaded: u64,
+    /// Body bytes uploaded.
+    pub bytes_uploaded: u64,
+    /// Messages the replica already had (found by `APPLY RESERVE`).
+    pub messages_reserved: u64,
+    /// `APPLY` commands sent.
+    pub applies: u64,
+    /// CRC mismatches met (and repaired).
+    pub crc_mismatches: u64,
+    /// Mailboxes read in full on the master, with how long the answer took.
+    pub full_reads: Vec<(String, Duration)>,
+}
+
+/// A pair of sessions and what they have done.
+#[derive(Debug)]
+pub struct Engine {
+    source: Session,
+    target: Session,
+    options: EngineOptions,
+    stats: SyncStats,
+    /// Replica mailboxes `APPLY RESERVE` may search for a message, besides
+    /// the one being updated (sync_client lists the mailboxes of the batch).
+    reserve_scope: Vec<String>,
+}
+
+/// Most mailbox names in one `APPLY RESERVE`.
+const RESERVE_SCOPE_MAX: usize = 256;
+
+/// GUIDs per `APPLY RESERVE` (sync_client's limit per partition list).
+const RESERVE_CHUNK: usize = 8192;
+
+impl Engine {
+    /// An engine over an open source (master) and target (replica) session.
+    pub fn new(source: Session, target: Session, options: EngineOptions) -> Engine {
+        Engine {
+            source,
+            target,
+            options,
+            stats: SyncStats::default(),
+            reserve_scope: Vec::new(),
+        }
+    }
+
+    /// What has been done so far.
+    pub fn stats(&self) -> &SyncStats {
+        &self.stats
+    }
+
+    /// The source session (for status).
+    pub fn source(&self) -> &Session {
+        &self.source
+    }
+
+    /// The target session (for status).
+    pub fn target(&self) -> &Session {
+        &self.target
+    }
+
+    /// Closes both sessions politely.
+    pub async fn close(self) {
+        self.source.close().await;
+        self.target.close().await;
+    }
+
+    /// `RESTART` on the replica between batches, as sync_client does.
+    pub async fn restart(&mut self) -> Result<(), EngineError> {
+        self.target.restart().await?;
+        Ok(())
+    }
+
+    async fn apply(&mut self, name: &str, value: Value) -> Result<Vec<Response>, EngineError> {
+        self.stats.applies += 1;
+        Ok(self.target.command(Command::apply(name, value)).await?)
+    }
+
+    async fn get_user(session: &mut Session, userid: &str) -> Result<UserState, EngineError> {
+        let items = session
+            .command(Command::get("USER", Value::atom(userid)))
+            .await?;
+        Ok(UserState::from_responses(&items)?)
+    }
+
+    async fn get_mailboxes(
+        session: &mut Session,
+        names: &[String],
+    ) -> Result<Vec<MailboxState>, EngineError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items = session
+            .command(Command::get(
+                "MAILBOXES",
+                Value::list(names.iter().map(|n| Value::atom(n.as_str()))),
+            ))
+            .await?;
+        Ok(mailboxes_from_responses(&items)?)
+    }
+
+    /// Brings everything of one user into agreement: mailboxes (the
+    /// `DELETED.` namespace included), quota, subscriptions, seen state, sieve
+    /// (as the `#sieve` mailbox). A user gone from the master is removed from
+    /// the replica with `APPLY UNUSER`.
+    pub async fn sync_user(&mut self, userid: &str) -> Result<(), EngineError> {
+        let master = Self::get_user(&mut self.source, userid).await?;
+        let replica = Self::get_user(&mut self.target, userid).await?;
+        if !master.exists() {
+            if replica.exists() {
+                self.apply("UNUSER", Value::atom(userid)).await?;
+            }
+            return Ok(());
+        }
+        self.sync_mailbox_set(&master.mailboxes, &replica.mailboxes, &[])
+            .await?;
+        self.sync_quotas(&master.quotas, &replica.quotas).await?;
+        self.sync_subscriptions(userid, &master.subscriptions, &replica.subscriptions)
+            .await?;
+        self.sync_seen(userid, &master.seen, &replica.seen).await?;
+        Ok(())
+    }
+
+    /// Removes a user from the replica when the master no longer has its
+    /// INBOX (`UNUSER` in the log); otherwise syncs the user.
+    pub async fn unuser(&mut self, userid: &str) -> Result<(), EngineError> {
+        let master = Self::get_user(&mut self.source, userid).await?;
+        let inbox_on_master = master
+            .mailboxes
+            .iter()
+            .any(|m| m.name() == inbox_name(userid));
+        if inbox_on_master {
+            return self.sync_user(userid).await;
+        }
+        let replica = Self::get_user(&mut self.target, userid).await?;
+        // Deleted-namespace copies the master keeps are replicated first, so
+        // that the replica holds what the master holds (sync_client order).
+        self.sync_mailbox_set(&master.mailboxes, &replica.mailboxes, &[])
+            .await?;
+        if replica.exists() || !replica.subscriptions.is_empty() {
+            self.apply("UNUSER", Value::atom(userid)).await?;
+        }
+        Ok(())
+    }
+
+    /// Subscriptions and seen state of one user (`META`).
+    pub async fn sync_meta(&mut self, userid: &str) -> Result<(), EngineError> {
+        let master = Self::get_user(&mut self.source, userid).await?;
+        let replica = Self::get_user(&mut self.target, userid).await?;
+        self.sync_subscriptions(userid, &master.subscriptions, &replica.subscriptions)
+            .await?;
+        self.sync_seen(userid, &master.seen, &replica.seen).await
+    }
+
+    /// Brings the named mailboxes into agreement (any owner, shared folders
+    /// included): created, updated, renamed (by uniqueid) or deleted.
+    pub async fn sync_mailboxes(&mut self, names: &[String]) -> Result<(), EngineError> {
+        let master = Self::get_mailboxes(&mut self.source, names).await?;
+        // Look the replica up by the names asked for and by the master's
+        // current names, so that renames are found on either side.
+        let mut lookup: BTreeSet<String> = names.iter().cloned().collect();
+        lookup.extend(master.iter().map(|m| m.name().to_string()));
+        let lookup: Vec<String> = lookup.into_iter().collect();
+        let mut replica = Self::get_mailboxes(&mut self.target, &lookup).await?;
+        // A mailbox renamed on the master is known to the replica under its
+        // old name, which the log may not carry: ask by uniqueid too.
+        let missing: Vec<String> = master
+            .iter()
+            .filter(|m| !replica.iter().any(|r| r.uniqueid() == m.uniqueid()))
+            .map(|m| m.uniqueid().to_string())
+            .collect();
+        if !missing.is_empty() {
+            let items = self
+                .target
+                .command(Command::get(
+                    "UNIQUEIDS",
+                    Value::list(missing.iter().map(|u| Value::atom(u.as_str()))),
+                ))
+                .await?;
+            for m in mailboxes_from_responses(&items)? {
+                if !replica.iter().any(|r| r.uniqueid() == m.uniqueid()) {
+                    replica.push(m);
+                }
+            }
+        }
+        self.sync_mailbox_set(&master, &replica, names).await
+    }
+
+    /// The core of both user and mailbox sync. `scope`: names whose absence
+    /// on the master means "deleted" (empty: every replica mailbox given).
+    async fn sync_mailbox_set(
+        &mut self,
+        master: &[MailboxState],
+        replica: &[MailboxState],
+        scope: &[String],
+    ) -> Result<(), EngineError> {
+        let mut by_uid: BTreeMap<String, MailboxState> = replica
+            .iter()
+            .map(|r| (r.uniqueid().to_string(), r.clone()))
+            .collect();
+        let master_uids: BTreeSet<&str> = master.iter().map(|m| m.uniqueid()).collect();
+        let master_names: BTreeSet<&str> = master.iter().map(|m| m.name()).collect();
+        self.reserve_scope = master
+            .iter()
+            .filter(|m| by_uid.contains_key(m.uniqueid()))
+            .map(|m| m.name().to_string())
+            .take(RESERVE_SCOPE_MAX)
+            .collect();
+
+        // 1. Replica mailboxes the master no longer has (by uniqueid) are
+        //    deleted — unless they are only out of scope.
+        for r in replica {
+            if master_uids.contains(r.uniqueid()) {
+                continue;
+            }
+            let in_scope = scope.is_empty() || scope.iter().any(|s| s == r.name());
+            // A replica mailbox holding a name the master gives to another
+            // mailbox must go too, or the master's cannot be created.
+            if in_scope || master_names.contains(r.name()) {
+                self.apply("UNMAILBOX", Value::atom(r.name())).await?;
+                self.stats.deletes += 1;
+                by_uid.remove(r.uniqueid());
+            }
+        }
+
+        // 2. Renames (same uniqueid, other name), then updates.
+        for m in master {
+            self.stats.mailboxes_checked += 1;
+            let mut remote = by_uid.get(m.uniqueid()).cloned();
+            if let Some(r) = &remote
+                && r.name() != m.name()
+            {
+                self.apply(
+                    "RENAME",
+                    Value::kvlist(
+                        KvList::new()
+                            .with("OLDMBOXNAME", r.name())
+                            .with("NEWMBOXNAME", m.name())
+                            .with("PARTITION", m.partition())
+                            .with("UIDVALIDITY", Value::num(m.uidvalidity())),
+                    ),
+                )
+                .await?;
+                self.stats.renames += 1;
+                // The rename changes the replica's state (name, modseq): read
+                // it again, as sync_client does.
+                remote = Self::get_mailboxes(&mut self.target, &[m.name().to_string()])
+                    .await?
+                    .into_iter()
+                    .find(|x| x.uniqueid() == m.uniqueid());
+            }
+            if let Some(r) = &remote
+                && r.agrees_with(m)
+            {
+                continue;
+            }
+            self.update_mailbox(m.name(), remote).await?;
+        }
+        Ok(())
+    }
+
+    /// Updates one mailbox on the replica from the master's full state, with
+    /// Cyrus's retries: `IMAP_SYNC_CHANGED` (replica moved meanwhile) → read
+    /// it again; `IMAP_SYNC_CHECKSUM` → once more without `SINCE_*`, then a
+    /// full record-by-record comparison.
+    async fn update_mailbox(
+        &mut self,
+        name: &str,
+        remote: Option<MailboxState>,
+    ) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let full = self
+            .source
+            .command(Command::get("FULLMAILBOX", Value::atom(name)))
+            .await;
+        let full = match full {
+            Ok(items) => mailboxes_from_responses(&items)?.into_iter().next(),
+            // Deleted on the master meanwhile: the delete will be replicated
+            // by its own log entry, as sync_client assumes.
+            Err(e) if e.cyrus_code() == Some("IMAP_MAILBOX_NONEXISTENT") => None,
+            Err(e) => return Err(e.into()),
+        };
+        self.stats
+            .full_reads
+            .push((name.to_string(), started.elapsed()));
+        let Some(full) = full else {
+            return Ok(());
+        };
+        let records = full.records()?;
+        if remote.is_none() {
+            self.stats.mailboxes_created += 1;
+        }
+        self.stats.mailboxes_updated += 1;
+
+        let mut remote = remote;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mode = match attempt {
+                1 => Mode::Since,
+                2 => Mode::NoSince,
+                _ => Mode::Full,
+            };
+            let result = self
+                .push_mailbox(&full, &records, remote.as_ref(), mode)
+                .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let code = e.cyrus_code().map(str::to_string);
+                    match code.as_deref() {
+                        Some("IMAP_SYNC_CHECKSUM") | Some("IMAP_SYNC_CHANGED") if attempt < 3 => {
+                            if code.as_deref() == Some("IMAP_SYNC_CHECKSUM") {
+                                self.stats.crc_mismatches += 1;
+                                tracing::warn!(
+                                    mailbox = name,
+                                    attempt,
+                                    "IMAP_SYNC_CHECKSUM from the replica; retrying"
+                                );
+                            }
+                            remote = Self::get_mailboxes(&mut self.target, &[name.to_string()])
+                                .await?
+                                .into_iter()
+                                .find(|r| r.uniqueid() == full.uniqueid());
+                        }
+                        _ => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Uploads missing bodies and sends `APPLY MAILBOX` (in `sync_batchsize`
+    /// chunks for a large first sync).
+    async fn push_mailbox(
+        &mut self,
+        full: &MailboxState,
+        records: &[Record],
+        remote: Option<&MailboxState>,
+        mode: Mode,
+    ) -> Result<(), EngineError> {
+        let (since_modseq, remote_last_uid) = match remote {
+            Some(r) => (r.highestmodseq(), r.last_uid()),
+            None => (0, 0),
+        };
+        // Records to send: changed since the replica's view, or — in full
+        // mode — every record that is not identical on the replica.
+        let send: Vec<&Record> = match mode {
+            Mode::Since | Mode::NoSince => {
+                records.iter().filter(|r| r.modseq > since_modseq).collect()
+            }
+            Mode::Full => {
+                let replica_records = match remote {
+                    Some(r) => {
+                        let items = self
+                            .target
+                            .command(Command::get("FULLMAILBOX", Value::atom(r.name())))
+                            .await?;
+                        mailboxes_from_responses(&items)?
+                            .into_iter()
+                            .next()
+                            .map(|m| m.records())
+                            .transpose()?
+                            .unwrap_or_default()
+                    }
+                    None => Vec::new(),
+                };
+                let theirs: BTreeMap<u32, &Record> =
+                    replica_records.iter().map(|r| (r.uid, r)).collect();
+                let mut diverged = Vec::new();
+                let mut expunge = Vec::new();
+                for (uid, r) in &theirs {
+                    let on_master = records.iter().find(|m| m.uid == *uid);
+                    match on_master {
+                        // The master expunged and cleaned it up; the replica
+                        // missed the expunge.
+                        None if !r.expunged && u64::from(*uid) <= full.last_uid() => {
+                            expunge.push(*uid);
+                        }
+                        None if !r.expunged => {
+                            diverged.push(format!("UID {uid} exists only on the replica"));
+                        }
+                        Some(m) if m.guid != r.guid => {
+                            diverged.push(format!("UID {uid} holds another message on each side"));
+                        }
+                        Some(m) if r.modseq > m.modseq => {
+                            diverged.push(format!(
+                                "UID {uid} was changed on the replica (MODSEQ {} > master's {})",
+                                r.modseq, m.modseq
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                if !diverged.is_empty() {
+                    return Err(EngineError::Diverged {
+                        mailbox: full.name().to_string(),
+                        detail: format!(
+                            "{}; change the message on the master (or run Cyrus's sync_client -f once) so the master is newer",
+                            diverged.join("; ")
+                        ),
+                    });
+                }
+                if !expunge.is_empty() {
+                    self.apply(
+                        "EXPUNGE",
+                        Value::kvlist(
+                            KvList::new()
+                                .with("MBOXNAME", full.name())
+                                .with("UNIQUEID", full.uniqueid())
+                                .with(
+                                    "UID",
+                                    Value::list(expunge.iter().map(|u| Value::num(u64::from(*u)))),
+                                ),
+                        ),
+                    )
+                    .await?;
+                }
+                records
+                    .iter()
+                    .filter(|m| theirs.get(&m.uid).is_none_or(|r| r.value() != m.value()))
+                    .collect()
+            }
+        };
+
+        // New messages (above the replica's LAST_UID) need their bodies.
+        let uploads: Vec<&Record> = send
+            .iter()
+            .copied()
+            .filter(|r| u64::from(r.uid) > remote_last_uid)
+            .collect();
+        let batch = self.options.batch_size.max(1);
+        if uploads.len() > batch {
+            // sync_batchsize: bring the replica up in steps, each a valid
+            // mailbox state (intermediate LAST_UID/HIGHESTMODSEQ, SYNC_CRC 0
+            // which Cyrus does not check, as sync_client's partial sync).
+            let chunks: Vec<&[&Record]> = uploads.chunks(batch).collect();
+            let mut reached_modseq = since_modseq;
+            for chunk in &chunks[..chunks.len() - 1] {
+                self.upload(full, chunk).await?;
+                let last_uid = chunk.last().map(|r| r.uid).unwrap_or(0);
+                let chunk_modseq = chunk.iter().map(|r| r.modseq).max().unwrap_or(0);
+                reached_modseq = reached_modseq.max(chunk_modseq);
+                let kv = partial_header(full, remote, last_uid, reached_modseq);
+                let recs = chunk.iter().map(|r| r.value().clone());
+                let kv = kv.with("RECORD", Value::list(recs));
+                self.apply("MAILBOX", Value::KvList(kv)).await?;
+            }
+            let last = chunks[chunks.len() - 1];
+            let done_uid = chunks[chunks.len() - 2].last().map(|r| r.uid).unwrap_or(0);
+            self.upload(full, last).await?;
+            let final_records: Vec<&Record> = send
+                .iter()
+                .copied()
+                .filter(|r| u64::from(r.uid) <= remote_last_uid || r.uid > done_uid)
+                .collect();
+            let kv = full.header();
+            let kv = kv.with(
+                "RECORD",
+                Value::list(final_records.iter().map(|r| r.value().clone())),
+            );
+            self.apply("MAILBOX", Value::KvList(kv)).await?;
+            return Ok(());
+        }
+
+        self.upload(full, &uploads).await?;
+        let mut kv = full.header();
+        if mode == Mode::Since
+            && let Some(r) = remote
+            && r.highestmodseq() > 0
+        {
+            kv.push("SINCE_MODSEQ", Value::num(r.highestmodseq()));
+            kv.push("SINCE_CRC", Value::num(r.sync_crc()));
+            kv.push("SINCE_CRC_ANNOT", Value::num(r.sync_crc_annot()));
+        }
+        let kv = kv.with(
+            "RECORD",
+            Value::list(send.iter().map(|r| r.value().clone())),
+        );
+        self.apply("MAILBOX", Value::KvList(kv)).await?;
+        Ok(())
+    }
+
+    /// Makes sure the replica has the bodies of `records`: `APPLY RESERVE`
+    /// finds those it already holds (the same message in another mailbox),
+    /// the rest are read from the master with `GET FETCH` and sent with
+    /// `APPLY MESSAGE`.
+    async fn upload(
+        &mut self,
+        full: &MailboxState,
+        records: &[&Record],
+    ) -> Result<(), EngineError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut missing: Vec<&Record> = Vec::new();
+        let mut scope = vec![full.name().to_string()];
+        scope.extend(
+            self.reserve_scope
+                .iter()
+                .filter(|n| *n != full.name())
+                .cloned(),
+        );
+        for chunk in records.chunks(RESERVE_CHUNK) {
+            let mut guids: Vec<&str> = chunk.iter().map(|r| r.guid.as_str()).collect();
+            guids.sort_unstable();
+            guids.dedup();
+            let items = self
+                .apply(
+                    "RESERVE",
+                    Value::kvlist(
+                        KvList::new()
+                            .with("PARTITION", full.partition())
+                            .with(
+                                "MBOXNAME",
+                                Value::atom_list(scope.iter().map(String::as_str)),
+                            )
+                            .with("GUID", Value::atom_list(guids.iter().copied())),
+                    ),
+                )
+                .await?;
+            let mut absent: BTreeSet<String> = BTreeSet::new();
+            for item in &items {
+                if item.name() == Some("MISSING")
+                    && let Some(list) = item.value().and_then(Value::as_list)
+                {
+                    absent.extend(
+                        list.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_ascii_lowercase),
+                    );
+                }
+            }
+            self.stats.messages_reserved += (guids.len() - absent.len().min(guids.len())) as u64;
+            for r in chunk {
+                if absent.remove(&r.guid) {
+                    missing.push(r);
+                }
+            }
+        }
+
+        let mut spool = Spool::new();
+        for r in missing {
+            let fetch = Command::get(
+                "FETCH",
+                Value::kvlist(
+                    KvList::new()
+                        .with("MBOXNAME", full.name())
+                        .with("PARTITION", full.partition())
+                        .with("UNIQUEID", full.uniqueid())
+                        .with("GUID", r.guid.as_str())
+                        .with("UID", Value::num(u64::from(r.uid))),
+                ),
+            );
+            let mut none = Spool::new();
+            let fetched = self
+                .source
+                .command_streaming(fetch, &mut none, &mut spool)
+                .await;
+            match fetched {
+                Ok(_) => {}
+                // An expunged message whose file is already gone cannot be
+                // sent; the replica records it as expunged without a body.
+                Err(e) if r.expunged && e.cyrus_code().is_some() => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if spool.len() >= self.options.upload_messages
+                || spool.bytes() >= self.options.upload_bytes
+            {
+                self.send_spool(&mut spool).await?;
+            }
+        }
+        self.send_spool(&mut spool).await
+    }
+
+    async fn send_spool(&mut self, spool: &mut Spool) -> Result<(), EngineError> {
+        if spool.is_empty() {
+            return Ok(());
+        }
+        let files = spool.files();
+        let count = files.len() as u64;
+        let bytes = spool.bytes();
+        self.stats.applies += 1;
+        let mut sink = Spool::new();
+        self.target
+            .command_streaming(Command::apply_message(files), spool, &mut sink)
+            .await?;
+        self.stats.messages_uploaded += count;
+        self.stats.bytes_uploaded += bytes;
+        spool.clear();
+        Ok(())
+    }
+
+    async fn sync_quotas(
+        &mut self,
+        master: &[(String, KvList)],
+        replica: &[(String, KvList)],
+    ) -> Result<(), EngineError> {
+        for (root, kv) in master {
+            let theirs = replica.iter().find(|(r, _)| r == root).map(|(_, k)| k);
+            if !theirs.is_some_and(|t| quota_limits_equal(kv, t)) {
+                self.apply("QUOTA", Value::KvList(kv.clone())).await?;
+            }
+        }
+        for (root, _) in replica {
+            if !master.iter().any(|(r, _)| r == root) {
+                self.apply("UNQUOTA", Value::atom(root.as_str())).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_subscriptions(
+        &mut self,
+        userid: &str,
+        master: &[String],
+        replica: &[String],
+    ) -> Result<(), EngineError> {
+        for name in master {
+            if !replica.contains(name) {
+                self.apply("SUB", sub_kv(userid, name)).await?;
+            }
+        }
+        for name in replica {
+            if !master.contains(name) {
+                self.apply("UNSUB", sub_kv(userid, name)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_seen(
+        &mut self,
+        userid: &str,
+        master: &[(String, KvList)],
+        replica: &[(String, KvList)],
+    ) -> Result<(), EngineError> {
+        for (uniqueid, kv) in master {
+            let theirs = replica.iter().find(|(u, _)| u == uniqueid).map(|(_, k)| k);
+            if theirs == Some(kv) {
+                continue;
+            }
+            let mut out = KvList::new().with("USERID", userid);
+            for (k, v) in kv.iter() {
+                out.push(k, v.clone());
+            }
+            self.apply("SEEN", Value::KvList(out)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// How `APPLY MAILBOX` is built on each attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Changed records with `SINCE_*` (the replica checks it has not moved).
+    Since,
+    /// The same without `SINCE_*` (after a CRC mismatch, as sync_client).
+    NoSince,
+    /// Every record that differs, found by reading the replica in full.
+    Full,
+}
+
+/// The header of an intermediate `sync_batchsize` step, as sync_client's
+/// partial sync writes it (`sync_prepare_dlists` with `ispartial`).
+fn partial_header(
+    full: &MailboxState,
+    remote: Option<&MailboxState>,
+    last_uid: u32,
+    highestmodseq: u64,
+) -> KvList {
+    let from_remote = |key: &str| -> Value {
+        remote
+            .and_then(|r| r.kvlist().get(key).cloned())
+            .unwrap_or_else(|| Value::num(0))
+    };
+    let mut out = KvList::new();
+    for (k, v) in full.header().iter() {
+        let v = match k {
+            "SYNC_CRC" => Value::num(0),
+            // The annotation CRC is left out, so the replica does not check it.
+            "SYNC_CRC_ANNOT" => continue,
+            "LAST_UID" => Value::num(u64::from(last_uid)),
+            "HIGHESTMODSEQ" => Value::num(highestmodseq),
+            "RECENTUID" | "RECENTTIME" | "POP3_LAST_LOGIN" | "POP3_SHOW_AFTER" => from_remote(k),
+            "LAST_APPENDDATE" => Value::num(0),
+            _ => v.clone(),
+        };
+        out.push(k, v);
+    }
+    out
+}
+
+fn sub_kv(userid: &str, name: &str) -> Value {
+    Value::kvlist(KvList::new().with("USERID", userid).with("MBOXNAME", name))
+}
+
+/// The INBOX of a userid in Cyrus's internal namespace (`alice` →
+/// `user.alice`, `alice@example.com` → `example.com!user.alice`).
+pub fn inbox_name(userid: &str) -> String {
+    match userid.split_once('@') {
+        Some((local, domain)) => format!("{domain}!user.{}", local.replace('.', "^")),
+        None => format!("user.{}", userid.replace('.', "^")),
+    }
+}

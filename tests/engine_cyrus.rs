@@ -1,0 +1,387 @@
+//! The engine against a real Cyrus 3.6.1 master and replica: every scenario is
+//! replicated with `cyrsync sync`, then master and replica are compared field
+//! by field (raw `GET USER` and `GET FULLMAILBOX` answers, byte for byte),
+//! `cyrsync verify` must agree, a second run must send no APPLY, and Cyrus's
+//! own `sync_client` must find nothing left to do.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod support;
+
+use assert_cmd::Command;
+use cyrsync::dlist::{Limits, parse_value};
+use support::csync::Csync;
+use support::imap::{Imap, quote};
+use support::lmtp::{Lmtp, message};
+use support::pair::{CyrusPair, REPL_PASSWORD, REPL_USER};
+
+fn cyrsync(pair: &CyrusPair, args: &[&str]) -> std::process::Output {
+    Command::cargo_bin("cyrsync")
+        .unwrap()
+        .arg("-C")
+        .arg(pair.master.imapd_conf())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `cyrsync sync` and returns its summary; panics on failure.
+fn sync(pair: &CyrusPair, args: &[&str]) -> String {
+    let mut full = vec!["sync"];
+    full.extend_from_slice(args);
+    let out = cyrsync(pair, &full);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "cyrsync {full:?} failed\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn applies(summary: &str) -> u64 {
+    let idx = summary
+        .find(" APPLY command")
+        .expect("summary has APPLY count");
+    summary[..idx].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn counter(summary: &str, what: &str) -> u64 {
+    let idx = summary
+        .find(what)
+        .unwrap_or_else(|| panic!("{what} in {summary}"));
+    summary[..idx]
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim_start_matches('(')
+        .parse()
+        .unwrap()
+}
+
+/// Names of the mailboxes in raw `* MAILBOX %(…)` items.
+fn names(items: &[Vec<u8>]) -> Vec<String> {
+    items
+        .iter()
+        .filter(|i| i.starts_with(b"* MAILBOX "))
+        .map(|i| {
+            let raw = &i[b"* MAILBOX ".len()..];
+            let raw = raw.strip_suffix(b"\r\n").unwrap_or(raw);
+            let v = parse_value(raw, &Limits::default()).unwrap();
+            v.get("MBOXNAME")
+                .and_then(|n| n.as_str())
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Each server keeps its own quota MODSEQ counter; Cyrus replicates only the
+/// limits, so the counter is left out of the comparison.
+fn without_quota_modseq(items: &[Vec<u8>]) -> String {
+    items
+        .iter()
+        .map(|i| {
+            let s = String::from_utf8_lossy(i).into_owned();
+            match (s.starts_with("* QUOTA "), s.rfind(" MODSEQ ")) {
+                (true, Some(at)) => format!("{})", &s[..at]),
+                _ => s,
+            }
+        })
+        .collect()
+}
+
+/// Master and replica agree on everything of `user`, byte for byte; our
+/// verify agrees; a second sync sends nothing; sync_client finds nothing.
+fn assert_replicated(pair: &CyrusPair, user: &str) {
+    let mut m = Csync::connect(pair.master.csync_port, REPL_USER, REPL_PASSWORD);
+    let mut r = Csync::connect(pair.replica.csync_port, REPL_USER, REPL_PASSWORD);
+    // sync_client enables SIEVE-MAILBOX; so do we.
+    for c in [&mut m, &mut r] {
+        c.run("APPLY CAPABILITIES (SIEVE-MAILBOX)");
+    }
+    let mu = m.run(&format!("GET USER {user}"));
+    let ru = r.run(&format!("GET USER {user}"));
+    assert_eq!(
+        without_quota_modseq(&mu.items),
+        without_quota_modseq(&ru.items),
+        "GET USER {user} differs"
+    );
+    for name in names(&mu.items) {
+        let q = quote(&name);
+        let mf = m.run(&format!("GET FULLMAILBOX {q}"));
+        let rf = r.run(&format!("GET FULLMAILBOX {q}"));
+        assert!(mf.status.starts_with("OK"), "{name}: {}", mf.status);
+        assert_eq!(
+            String::from_utf8_lossy(&mf.items.concat()),
+            String::from_utf8_lossy(&rf.items.concat()),
+            "GET FULLMAILBOX {name} differs"
+        );
+    }
+    let out = cyrsync(pair, &["verify", "-u", user]);
+    assert!(
+        out.status.success(),
+        "verify -u {user}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = sync(pair, &["-u", user]);
+    assert_eq!(
+        applies(&again),
+        0,
+        "second sync of {user} still applied: {again}"
+    );
+    let out = pair.sync_client(&["-v", "-u", user]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    for line in said.lines() {
+        assert!(
+            !(line.starts_with("MAILBOX ") || line.starts_with("SEEN ") || line.starts_with("SUB")),
+            "sync_client still had work after cyrsync: {said}"
+        );
+    }
+}
+
+#[test]
+fn user_lifecycle_every_object_kind() {
+    let pair = CyrusPair::start();
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    admin.ok("CREATE user.alice.Projects");
+    admin.ok("SETACL user.alice.Projects anyone p");
+    admin.ok("CREATE user.bob");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for n in 0..5 {
+        lmtp.deliver("alice", &message(n, "lifecycle"));
+    }
+    lmtp.deliver("alice+Projects", &message(50, "to a folder"));
+
+    // Initial user.
+    let first = sync(&pair, &["-u", "alice"]);
+    assert!(counter(&first, "message(s) uploaded") >= 6, "{first}");
+    assert_replicated(&pair, "alice");
+
+    let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
+    let steps: Vec<(&str, Box<dyn Fn(&mut Imap, &mut Imap, &mut Lmtp)>)> = vec![
+        (
+            "LMTP append",
+            Box::new(|_, _, l| l.deliver("alice", &message(7, "later"))),
+        ),
+        (
+            "IMAP APPEND with flags",
+            Box::new(|a, _, _| a.append("INBOX", "(\\Flagged $Label1)", &message(8, "appended"))),
+        ),
+        (
+            "flag changes",
+            Box::new(|a, _, _| {
+                a.ok("SELECT INBOX");
+                a.ok("STORE 1:2 +FLAGS (\\Answered $Work)");
+                a.ok("STORE 3 -FLAGS (\\Seen)");
+            }),
+        ),
+        (
+            "owner \\Seen",
+            Box::new(|a, _, _| {
+                a.ok("SELECT INBOX");
+                a.ok("STORE 4 +FLAGS (\\Seen)");
+            }),
+        ),
+        (
+            "expunge",
+            Box::new(|a, _, _| {
+                a.ok("SELECT INBOX");
+                a.ok("STORE 2 +FLAGS (\\Deleted)");
+                a.ok("EXPUNGE");
+            }),
+        ),
+        (
+            "create",
+            Box::new(|a, _, _| {
+                a.ok("CREATE INBOX.Work");
+            }),
+        ),
+        (
+            "rename",
+            Box::new(|a, _, _| {
+                a.ok("RENAME INBOX.Work INBOX.Archive");
+            }),
+        ),
+        (
+            "delete",
+            Box::new(|a, _, _| {
+                a.ok("CREATE INBOX.Trash2");
+                a.ok("DELETE INBOX.Trash2");
+            }),
+        ),
+        (
+            "subscribe",
+            Box::new(|a, _, _| {
+                a.ok("SUBSCRIBE INBOX.Projects");
+                a.ok("SUBSCRIBE INBOX");
+            }),
+        ),
+        (
+            "unsubscribe",
+            Box::new(|a, _, _| {
+                a.ok("UNSUBSCRIBE INBOX");
+            }),
+        ),
+        (
+            "quota",
+            Box::new(|_, adm, _| {
+                adm.ok("SETQUOTA user.alice (STORAGE 100000 MESSAGE 5000)");
+            }),
+        ),
+        (
+            "ACL",
+            Box::new(|a, _, _| {
+                a.ok("SETACL INBOX.Projects bob lr");
+                a.ok("SETACL INBOX bob lrs");
+            }),
+        ),
+        (
+            "mailbox metadata",
+            Box::new(|a, _, _| {
+                a.ok("SETMETADATA INBOX (/private/comment {5+}\r\nhello)");
+                a.ok("SETMETADATA INBOX.Projects (/shared/comment \"team\")");
+            }),
+        ),
+        (
+            "per-message annotation",
+            Box::new(|a, _, _| {
+                a.ok("SELECT INBOX");
+                a.ok("STORE 1 ANNOTATION (/comment (value.priv \"first\"))");
+            }),
+        ),
+        (
+            "copy to a second mailbox",
+            Box::new(|a, _, _| {
+                a.ok("SELECT INBOX");
+                a.ok("COPY 1:3 INBOX.Projects");
+            }),
+        ),
+    ];
+    for (what, step) in &steps {
+        step(&mut alice, &mut admin, &mut lmtp);
+        let summary = sync(&pair, &["-u", "alice"]);
+        assert!(applies(&summary) > 0, "{what}: nothing applied: {summary}");
+        if *what == "copy to a second mailbox" {
+            assert!(
+                counter(&summary, "found on the replica") >= 3,
+                "{what}: {summary}"
+            );
+            assert_eq!(
+                counter(&summary, "message(s) uploaded"),
+                0,
+                "{what}: {summary}"
+            );
+        }
+        assert_replicated(&pair, "alice");
+    }
+
+    // Non-owner \Seen: bob reads alice's INBOX.
+    let mut bob = Imap::login(pair.master.imap_port, "bob", "bobpw");
+    bob.ok("SELECT user.alice");
+    bob.ok("STORE 1:2 +FLAGS (\\Seen)");
+    drop(bob);
+    // Cyrus logs `SEEN bob <uniqueid>` and `MAILBOX user.alice` (the
+    // owner's mailbox changes too): both users are synced, as the log says.
+    let summary = sync(&pair, &["-u", "bob", "-u", "alice"]);
+    assert!(applies(&summary) >= 2, "{summary}");
+    assert_replicated(&pair, "bob");
+    assert_replicated(&pair, "alice");
+
+    // User delete.
+    admin.ok("SETACL user.alice cyrus x");
+    admin.ok("DELETE user.alice");
+    sync(&pair, &["-u", "alice"]);
+    assert_replicated(&pair, "alice");
+}
+
+#[test]
+fn odd_mailbox_names() {
+    let pair = CyrusPair::start();
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.carol");
+    let mut carol = Imap::login(pair.master.imap_port, "carol", "carolpw");
+    for name in [
+        "INBOX.with space",
+        "INBOX.quote\"d",
+        "INBOX.back\\slash",
+        "INBOX.caf&AOk-",
+        "INBOX.(paren)",
+        "INBOX.brace{1}",
+    ] {
+        carol.ok(&format!("CREATE {}", quote(name)));
+        carol.append(name, "()", &message(1, name));
+    }
+    sync(&pair, &["-u", "carol"]);
+    assert_replicated(&pair, "carol");
+    carol.ok(&format!(
+        "RENAME {} {}",
+        quote("INBOX.with space"),
+        quote("INBOX.still with space")
+    ));
+    sync(&pair, &["-m", "user.carol.still with space"]);
+    sync(&pair, &["-u", "carol"]);
+    assert_replicated(&pair, "carol");
+}
+
+#[test]
+fn all_users_and_mailbox_mode() {
+    let pair = CyrusPair::start();
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for u in ["alice", "bob", "perf"] {
+        admin.ok(&format!("CREATE user.{u}"));
+        for n in 0..3 {
+            lmtp.deliver(u, &message(n, u));
+        }
+    }
+    let summary = sync(&pair, &["-A"]);
+    assert_eq!(counter(&summary, "message(s) uploaded"), 9, "{summary}");
+    for u in ["alice", "bob", "perf"] {
+        assert_replicated(&pair, u);
+    }
+    // -m one mailbox.
+    lmtp.deliver("bob", &message(9, "one more"));
+    let summary = sync(&pair, &["-m", "user.bob"]);
+    assert_eq!(counter(&summary, "message(s) uploaded"), 1, "{summary}");
+    assert_replicated(&pair, "bob");
+}
+
+#[test]
+fn large_mailbox_in_batches_and_a_large_message() {
+    let pair = CyrusPair::start_with(&["sync_batchsize: 1000"]);
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.perf");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    let n = std::env::var("CYRSYNC_LARGE_MAILBOX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000usize);
+    for i in 0..n {
+        lmtp.deliver("perf", &message(i, "bulk"));
+    }
+    let summary = sync(&pair, &["-u", "perf"]);
+    assert_eq!(
+        counter(&summary, "message(s) uploaded"),
+        n as u64,
+        "{summary}"
+    );
+    // 1000 per APPLY MAILBOX: at least n/1000 of them.
+    assert!(applies(&summary) >= (n / 1000) as u64, "{summary}");
+    assert_replicated(&pair, "perf");
+
+    // A 20 MB message, streamed.
+    let mut big =
+        String::from("From: a@example.org\r\nTo: perf@example.org\r\nSubject: big\r\n\r\n");
+    let line = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_=+!\r\n";
+    while big.len() < 20 << 20 {
+        big.push_str(line);
+    }
+    let mut perf = Imap::login(pair.master.imap_port, "perf", "perfpw");
+    perf.append("INBOX", "()", &big);
+    let summary = sync(&pair, &["-u", "perf"]);
+    assert!(counter(&summary, "message(s) uploaded") == 1, "{summary}");
+    assert_replicated(&pair, "perf");
+}
