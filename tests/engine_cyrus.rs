@@ -141,6 +141,9 @@ fn assert_replicated(pair: &CyrusPair, user: &str) {
     }
 }
 
+/// One change made on the master: (alice's session, the admin's, LMTP).
+type Step = Box<dyn Fn(&mut Imap, &mut Imap, &mut Lmtp)>;
+
 #[test]
 fn user_lifecycle_every_object_kind() {
     let pair = CyrusPair::start();
@@ -161,7 +164,7 @@ fn user_lifecycle_every_object_kind() {
     assert_replicated(&pair, "alice");
 
     let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
-    let steps: Vec<(&str, Box<dyn Fn(&mut Imap, &mut Imap, &mut Lmtp)>)> = vec![
+    let steps: Vec<(&str, Step)> = vec![
         (
             "LMTP append",
             Box::new(|_, _, l| l.deliver("alice", &message(7, "later"))),
