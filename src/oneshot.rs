@@ -106,14 +106,43 @@ pub fn list_users(config: &Path) -> Result<Vec<String>, OneShotError> {
     }
     let mut users = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split('\t').next().unwrap_or("");
-        if let Some(user) = userid_of_inbox(name)
+        let Some(name) = mailbox_of_dump_line(line) else {
+            continue;
+        };
+        if let Some(user) = userid_of_inbox(&name)
             && !users.contains(&user)
         {
             users.push(user);
         }
     }
     Ok(users)
+}
+
+/// The mailbox name of one `ctl_mboxlist -d` line: Cyrus 3.6 prints a JSON
+/// object per line (`"user.alice": {…},`), older versions `name<TAB>…`.
+pub fn mailbox_of_dump_line(line: &str) -> Option<String> {
+    let Some(rest) = line.strip_prefix('"') else {
+        let name = line.split('\t').next()?;
+        return (!name.is_empty() && !name.starts_with(['{', '}'])).then(|| name.to_string());
+    };
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// `user.alice` → `alice`; `example.com!user.alice` → `alice@example.com`;
@@ -516,6 +545,23 @@ mod tests {
         assert_eq!(userid_of_inbox("user.alice.Sent"), None);
         assert_eq!(userid_of_inbox("shared.x"), None);
         assert_eq!(userid_of_inbox("DELETED.user.alice.6B11"), None);
+    }
+
+    #[test]
+    fn dump_lines_of_both_formats() {
+        assert_eq!(
+            mailbox_of_dump_line(r#""user.alice": {"name": "user.alice"},"#).as_deref(),
+            Some("user.alice")
+        );
+        assert_eq!(
+            mailbox_of_dump_line(r#""user.bob.quote\"d \u00e9": {}"#).as_deref(),
+            Some("user.bob.quote\"d é")
+        );
+        assert_eq!(mailbox_of_dump_line("{"), None);
+        assert_eq!(
+            mailbox_of_dump_line("user.alice\tdefault\talice lrs").as_deref(),
+            Some("user.alice")
+        );
     }
 
     #[test]
