@@ -252,6 +252,7 @@ fn accumulate(into: &mut SyncStats, from: &SyncStats) {
     into.messages_reserved += from.messages_reserved;
     into.applies += from.applies;
     into.crc_mismatches += from.crc_mismatches;
+    into.copied_back += from.copied_back;
     into.full_reads.extend(from.full_reads.iter().cloned());
 }
 
@@ -279,6 +280,13 @@ pub fn render_sync(report: &SyncReport, elapsed: std::time::Duration) -> String 
             out,
             "{} CRC mismatch(es) met and repaired",
             s.crc_mismatches
+        );
+    }
+    if s.copied_back > 0 {
+        let _ = writeln!(
+            out,
+            "{} record(s) changed on the replica more recently were copied back to the master",
+            s.copied_back
         );
     }
     if !s.full_reads.is_empty() {

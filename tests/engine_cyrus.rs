@@ -402,3 +402,60 @@ fn large_mailbox_in_batches_and_a_large_message() {
     assert!(counter(&summary, "message(s) uploaded") == 1, "{summary}");
     assert_replicated(&pair, "perf");
 }
+
+#[test]
+fn replica_changed_behind_our_back() {
+    let pair = CyrusPair::start();
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for n in 0..4 {
+        lmtp.deliver("alice", &message(n, "split"));
+    }
+    sync(&pair, &["-u", "alice"]);
+    assert_replicated(&pair, "alice");
+
+    // Someone flags a message directly on the replica; later the master
+    // changes too. The replica's modseq is now ahead: Cyrus answers
+    // IMAP_SYNC_CHECKSUM, and the newer replica change must not be lost.
+    let mut on_replica = Imap::login(pair.replica.imap_port, "alice", "alicepw");
+    on_replica.ok("SELECT INBOX");
+    on_replica.ok("STORE 1 +FLAGS (\\Flagged)");
+    on_replica.ok("STORE 1 +FLAGS ($Replica)");
+    drop(on_replica);
+    let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
+    alice.ok("SELECT INBOX");
+    alice.ok("STORE 3 +FLAGS (\\Answered)");
+    let summary = sync(&pair, &["-u", "alice"]);
+    assert!(summary.contains("CRC mismatch"), "{summary}");
+    assert!(summary.contains("copied back"), "{summary}");
+    assert_replicated(&pair, "alice");
+    // The replica's change is now on the master.
+    let reply = alice.ok("FETCH 1 FLAGS");
+    let text = String::from_utf8_lossy(&reply.untagged.concat()).into_owned();
+    assert!(
+        text.contains("\\Flagged") && text.contains("$Replica"),
+        "{text}"
+    );
+
+    // A message expunged only on the replica: cyrsync does not expunge on
+    // the master on the replica's word; it refuses with an explanation
+    // naming the message and the fix, and the run exits non-zero.
+    let mut on_replica = Imap::login(pair.replica.imap_port, "alice", "alicepw");
+    on_replica.ok("SELECT INBOX");
+    on_replica.ok("STORE 2 +FLAGS (\\Deleted)");
+    on_replica.ok("EXPUNGE");
+    drop(on_replica);
+    lmtp.deliver("alice", &message(10, "after the expunge"));
+    let out = cyrsync(&pair, &["sync", "-u", "alice"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("FAILED alice") && text.contains("UID 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("change these messages on the master"),
+        "{text}"
+    );
+}

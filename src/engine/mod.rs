@@ -30,6 +30,15 @@ pub enum EngineError {
     /// A server answer was not a well-formed Cyrus object.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// Newer changes were copied from the replica back to the master; the
+    /// mailbox must be read again (internal to the engine).
+    #[error("{mailbox}: {records} newer change(s) on the replica were copied back to the master")]
+    CopiedBack {
+        /// The mailbox.
+        mailbox: String,
+        /// How many records.
+        records: usize,
+    },
     /// The replica's state could not be reconciled without writing the master.
     #[error("{mailbox}: master and replica disagree in a way replication cannot repair: {detail}")]
     Diverged {
@@ -102,6 +111,9 @@ pub struct SyncStats {
     pub applies: u64,
     /// CRC mismatches met (and repaired).
     pub crc_mismatches: u64,
+    /// Records changed on the replica more recently than on the master, whose
+    /// state was copied back to the master (sync_client's copy-back).
+    pub copied_back: u64,
     /// Mailboxes read in full on the master, with how long the answer took.
     pub full_reads: Vec<(String, Duration)>,
 }
@@ -360,6 +372,27 @@ impl Engine {
         name: &str,
         remote: Option<MailboxState>,
     ) -> Result<(), EngineError> {
+        match self.update_mailbox_once(name, remote.clone(), true).await {
+            Err(EngineError::CopiedBack { .. }) => {
+                let remote = match &remote {
+                    Some(r) => Self::get_mailboxes(&mut self.target, &[r.name().to_string()])
+                        .await?
+                        .into_iter()
+                        .find(|x| x.uniqueid() == r.uniqueid()),
+                    None => None,
+                };
+                self.update_mailbox_once(name, remote, false).await
+            }
+            other => other,
+        }
+    }
+
+    async fn update_mailbox_once(
+        &mut self,
+        name: &str,
+        remote: Option<MailboxState>,
+        copy_back: bool,
+    ) -> Result<(), EngineError> {
         let started = Instant::now();
         let full = self
             .source
@@ -394,7 +427,7 @@ impl Engine {
                 _ => Mode::Full,
             };
             let result = self
-                .push_mailbox(&full, &records, remote.as_ref(), mode)
+                .push_mailbox(&full, &records, remote.as_ref(), mode, copy_back)
                 .await;
             match result {
                 Ok(()) => return Ok(()),
@@ -430,6 +463,7 @@ impl Engine {
         records: &[Record],
         remote: Option<&MailboxState>,
         mode: Mode,
+        copy_back: bool,
     ) -> Result<(), EngineError> {
         let (since_modseq, remote_last_uid) = match remote {
             Some(r) => (r.highestmodseq(), r.last_uid()),
@@ -461,6 +495,7 @@ impl Engine {
                     replica_records.iter().map(|r| (r.uid, r)).collect();
                 let mut diverged = Vec::new();
                 let mut expunge = Vec::new();
+                let mut newer: Vec<&Record> = Vec::new();
                 for (uid, r) in &theirs {
                     let on_master = records.iter().find(|m| m.uid == *uid);
                     match on_master {
@@ -475,6 +510,14 @@ impl Engine {
                         Some(m) if m.guid != r.guid => {
                             diverged.push(format!("UID {uid} holds another message on each side"));
                         }
+                        // Changed on the replica after the master's last
+                        // change: the newer state wins and goes back to the
+                        // master, as sync_client's copy-back does.
+                        Some(m)
+                            if r.modseq > m.modseq && copy_back && !r.expunged && !m.expunged =>
+                        {
+                            newer.push(r);
+                        }
                         Some(m) if r.modseq > m.modseq => {
                             diverged.push(format!(
                                 "UID {uid} was changed on the replica (MODSEQ {} > master's {})",
@@ -484,11 +527,24 @@ impl Engine {
                         _ => {}
                     }
                 }
+                let replica_hms = remote.map(MailboxState::highestmodseq).unwrap_or(0);
+                // The replica's HIGHESTMODSEQ ahead of the master's (changes
+                // made there) makes every APPLY fail; Cyrus's full update
+                // raises the master's, and so does the copy-back below.
+                if diverged.is_empty()
+                    && (!newer.is_empty() || (copy_back && replica_hms > full.highestmodseq()))
+                {
+                    self.copy_back(full, &newer, replica_hms).await?;
+                    return Err(EngineError::CopiedBack {
+                        mailbox: full.name().to_string(),
+                        records: newer.len(),
+                    });
+                }
                 if !diverged.is_empty() {
                     return Err(EngineError::Diverged {
                         mailbox: full.name().to_string(),
                         detail: format!(
-                            "{}; change the message on the master (or run Cyrus's sync_client -f once) so the master is newer",
+                            "{}; `cyrsync verify` lists the differences; change these messages on the master so that its state is the newer one",
                             diverged.join("; ")
                         ),
                     });
@@ -570,6 +626,51 @@ impl Engine {
             Value::list(send.iter().map(|r| r.value().clone())),
         );
         self.apply("MAILBOX", Value::KvList(kv)).await?;
+        Ok(())
+    }
+
+    /// Writes the replica's newer records to the master through the master's
+    /// own sync_server (`APPLY MAILBOX` on the source session), with modseqs
+    /// above both sides so that the master is newest again. `SYNC_CRC 0`
+    /// (and no annotation CRC) tells the master not to check CRCs, which the
+    /// change alters.
+    async fn copy_back(
+        &mut self,
+        full: &MailboxState,
+        newer: &[&Record],
+        replica_hms: u64,
+    ) -> Result<(), EngineError> {
+        let mut modseq = full.highestmodseq().max(replica_hms);
+        if newer.is_empty() {
+            modseq += 1;
+        }
+        let records: Vec<Value> = newer
+            .iter()
+            .map(|r| {
+                modseq += 1;
+                r.with_modseq(modseq)
+            })
+            .collect();
+        let mut kv = KvList::new();
+        for (k, v) in full.header().iter() {
+            match k {
+                "SYNC_CRC" => kv.push(k, Value::num(0)),
+                "SYNC_CRC_ANNOT" => {}
+                "HIGHESTMODSEQ" => kv.push(k, Value::num(modseq)),
+                _ => kv.push(k, v.clone()),
+            }
+        }
+        kv.push("RECORD", Value::list(records));
+        tracing::warn!(
+            mailbox = full.name(),
+            records = newer.len(),
+            "changes made on the replica are newer than the master's; copying them back"
+        );
+        self.stats.applies += 1;
+        self.source
+            .command(Command::apply("MAILBOX", Value::KvList(kv)))
+            .await?;
+        self.stats.copied_back += newer.len() as u64;
         Ok(())
     }
 
