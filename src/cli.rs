@@ -30,10 +30,27 @@ pub enum Command {
     Check(CheckArgs),
     /// Print an imapd.conf snippet (also installed as an example file).
     Snippet(SnippetArgs),
+    /// Rolling replication in the foreground (rc.d wraps it in daemon(8)).
+    Run(RunArgs),
     /// Replicate users or mailboxes once, like `sync_client -u/-m/-A`.
     Sync(SyncArgs),
     /// Compare master and replica without changing either; exit 1 if they differ.
     Verify(VerifyArgs),
+}
+
+/// Arguments of `cyrsync run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Only these channels (`""` for the default channel); repeatable.
+    #[arg(short = 'n', long = "channel", value_name = "CHANNEL")]
+    pub channels: Vec<String>,
+}
+
+impl RunArgs {
+    /// The channels named with `-n`.
+    pub fn channel_names(&self) -> Vec<ChannelName> {
+        self.channels.iter().map(|c| ChannelName::new(c)).collect()
+    }
 }
 
 /// Which users or mailboxes a one-shot command works on.

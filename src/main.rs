@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cyrsync::check;
-use cyrsync::cli::{Cli, Command, Selection};
+use cyrsync::cli::{Cli, Command, RunArgs, Selection};
+use cyrsync::config::{ChannelConfig, ImapdConf, Settings};
 use cyrsync::config::{ConfigError, DEFAULT_CONFIG_PATH};
+use cyrsync::daemon::Daemon;
 use cyrsync::oneshot;
 
 /// sysexits EX_CONFIG, the status Cyrus uses for a configuration error.
@@ -49,6 +51,7 @@ fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
             args.which.write_to(&mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run(args) => run_daemon(cli, config, args),
         Command::Sync(args) => {
             let ch = oneshot::channel(config, args.channel.as_deref())?;
             let items = selection(config, &args.selection)?;
@@ -78,6 +81,83 @@ fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+fn run_daemon(cli: &Cli, config: &std::path::Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let named = args.channel_names();
+    let conf = ImapdConf::load(config)?;
+    let settings = Settings::resolve(&conf, &named)?;
+    for w in &settings.warnings {
+        eprintln!("cyrsync: warning: {w}");
+    }
+    let channels: Vec<ChannelConfig> = settings
+        .channels_to_run(&named)?
+        .into_iter()
+        .cloned()
+        .collect();
+    init_logging(cli.verbose, settings.log_file.as_deref())?;
+    // Cyrus's files belong to the cyrus user: drop root before any thread
+    // starts (setuid applies to the calling thread's process only safely then).
+    drop_privileges(&settings.run_as_user)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        // The engine's nested async state machines are deep; debug builds
+        // overflow tokio's 2 MiB default.
+        .thread_stack_size(16 << 20)
+        .enable_all()
+        .build()?;
+    let daemon = Daemon::new(&channels);
+    tracing::info!(
+        "cyrsync {} replicating {} channel(s)",
+        env!("CARGO_PKG_VERSION"),
+        channels.len()
+    );
+    rt.block_on(daemon.run(channels))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(verbose: u8, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("cyrsync_log_file {}: {e}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .try_init()
+        }
+        None => builder.with_writer(std::io::stderr).try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("logging: {e}"))
+}
+
+fn drop_privileges(user: &str) -> anyhow::Result<()> {
+    use nix::unistd::{Uid, User, initgroups, setgid, setuid};
+    if !Uid::effective().is_root() {
+        return Ok(());
+    }
+    let Some(u) = User::from_name(user)? else {
+        anyhow::bail!(
+            "started as root but user {user:?} (cyrsync_user) does not exist; create it or set cyrsync_user"
+        );
+    };
+    let name = std::ffi::CString::new(user)?;
+    initgroups(&name, u.gid)?;
+    setgid(u.gid)?;
+    setuid(u.uid)?;
+    tracing::info!("running as {user} (uid {})", u.uid);
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -118,6 +118,28 @@ pub struct SyncStats {
     pub full_reads: Vec<(String, Duration)>,
 }
 
+/// What the engine is doing, for the status view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading state (`GET`).
+    Get,
+    /// `APPLY RESERVE`.
+    Reserve,
+    /// Streaming bodies (`GET FETCH` ⇢ `APPLY MESSAGE`).
+    Message,
+    /// `APPLY MAILBOX` and the other `APPLY`s.
+    Apply,
+}
+
+/// Receives progress from an [`Engine`]; implemented by the daemon's status.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// Work on `mailbox` entered `phase`.
+    fn phase(&self, mailbox: &str, phase: Phase);
+    /// Bodies uploaded for the current chunk: `done` of `total` messages,
+    /// `bytes` so far.
+    fn upload(&self, done: u64, total: u64, bytes: u64);
+}
+
 /// A pair of sessions and what they have done.
 #[derive(Debug)]
 pub struct Engine {
@@ -128,6 +150,7 @@ pub struct Engine {
     /// Replica mailboxes `APPLY RESERVE` may search for a message, besides
     /// the one being updated (sync_client lists the mailboxes of the batch).
     reserve_scope: Vec<String>,
+    observer: Option<std::sync::Arc<dyn Observer>>,
 }
 
 /// Most mailbox names in one `APPLY RESERVE`.
@@ -145,6 +168,18 @@ impl Engine {
             options,
             stats: SyncStats::default(),
             reserve_scope: Vec::new(),
+            observer: None,
+        }
+    }
+
+    /// Reports progress to `observer`.
+    pub fn set_observer(&mut self, observer: std::sync::Arc<dyn Observer>) {
+        self.observer = Some(observer);
+    }
+
+    fn phase(&self, mailbox: &str, phase: Phase) {
+        if let Some(o) = &self.observer {
+            o.phase(mailbox, phase);
         }
     }
 
@@ -254,6 +289,28 @@ impl Engine {
         self.sync_subscriptions(userid, &master.subscriptions, &replica.subscriptions)
             .await?;
         self.sync_seen(userid, &master.seen, &replica.seen).await
+    }
+
+    /// One quota root (`QUOTA` in the log).
+    pub async fn sync_quota(&mut self, root: &str) -> Result<(), EngineError> {
+        let m = Self::quota_of(&mut self.source, root).await?;
+        let r = Self::quota_of(&mut self.target, root).await?;
+        self.sync_quotas(&m, &r).await
+    }
+
+    async fn quota_of(
+        session: &mut Session,
+        root: &str,
+    ) -> Result<Vec<(String, KvList)>, EngineError> {
+        match session
+            .command(Command::get("QUOTA", Value::atom(root)))
+            .await
+        {
+            Ok(items) => Ok(UserState::from_responses(&items)?.quotas),
+            // No such quota root on that side.
+            Err(ProtoError::No { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Brings the named mailboxes into agreement (any owner, shared folders
@@ -394,6 +451,7 @@ impl Engine {
         copy_back: bool,
     ) -> Result<(), EngineError> {
         let started = Instant::now();
+        self.phase(name, Phase::Get);
         let full = self
             .source
             .command(Command::get("FULLMAILBOX", Value::atom(name)))
@@ -612,6 +670,7 @@ impl Engine {
         }
 
         self.upload(full, &uploads).await?;
+        self.phase(full.name(), Phase::Apply);
         let mut kv = full.header();
         if mode == Mode::Since
             && let Some(r) = remote
@@ -686,6 +745,7 @@ impl Engine {
         if records.is_empty() {
             return Ok(());
         }
+        self.phase(full.name(), Phase::Reserve);
         let mut missing: Vec<&Record> = Vec::new();
         let mut scope = vec![full.name().to_string()];
         scope.extend(
@@ -732,8 +792,12 @@ impl Engine {
             }
         }
 
+        self.phase(full.name(), Phase::Message);
+        let total = missing.len() as u64;
+        let mut done = 0u64;
         let mut spool = Spool::new();
         for r in missing {
+            done += 1;
             let fetch = Command::get(
                 "FETCH",
                 Value::kvlist(
@@ -756,6 +820,9 @@ impl Engine {
                 // sent; the replica records it as expunged without a body.
                 Err(e) if r.expunged && e.cyrus_code().is_some() => continue,
                 Err(e) => return Err(e.into()),
+            }
+            if let Some(o) = &self.observer {
+                o.upload(done, total, self.stats.bytes_uploaded + spool.bytes());
             }
             if spool.len() >= self.options.upload_messages
                 || spool.bytes() >= self.options.upload_bytes

@@ -422,8 +422,8 @@ impl Session {
     pub async fn command_streaming(
         &mut self,
         cmd: Command,
-        source: &mut dyn BodySource,
-        sink: &mut dyn BodySink,
+        source: &mut (dyn BodySource + Send),
+        sink: &mut (dyn BodySink + Send),
     ) -> Result<Vec<Response>, ProtoError> {
         let what = describe(&cmd);
         let (cmd, tag) = match self.info.transport {
@@ -450,8 +450,8 @@ impl Session {
         cmd: &Command,
         tag: Option<&str>,
         what: &str,
-        source: &mut dyn BodySource,
-        sink: &mut dyn BodySink,
+        source: &mut (dyn BodySource + Send),
+        sink: &mut (dyn BodySink + Send),
     ) -> Result<Vec<Response>, ProtoError> {
         let encoded = cmd
             .encode()
@@ -490,7 +490,7 @@ impl Session {
         &mut self,
         tag: Option<&str>,
         what: &str,
-        sink: &mut dyn BodySink,
+        sink: &mut (dyn BodySink + Send),
     ) -> Result<Vec<Response>, ProtoError> {
         let mut items = Vec::new();
         loop {

@@ -245,6 +245,23 @@ impl CyrusPair {
         out
     }
 
+    /// Stops the replica only (to test outages); see [`start_replica`](Self::start_replica).
+    pub fn stop_replica(&self) {
+        stop_instance(&self.replica);
+    }
+
+    /// Starts the replica again after [`stop_replica`](Self::stop_replica).
+    pub fn start_replica(&self) {
+        start_master(&self.replica);
+        for port in [self.replica.imap_port, self.replica.csync_port] {
+            assert!(
+                wait_for_port(port, Duration::from_secs(20)),
+                "replica did not come back on {port}:\n{}",
+                self.replica.master_err()
+            );
+        }
+    }
+
     /// Stops both instances now (also done on drop).
     pub fn stop(&mut self) {
         for inst in [&self.master, &self.replica] {

@@ -1,0 +1,284 @@
+//! The rolling loop of one channel: take the log over from Cyrus's writers
+//! (rename to `log-run`, fcntl lock dance), coalesce it into a batch, shard it
+//! by user over the workers, write back what must be retried, and only then
+//! remove `log-run`. An idle channel sleeps until the log changes (inotify or
+//! kqueue, with a polling fallback); `sync_repeat_interval` is the minimum
+//! time between two runs, so a new entry on an idle channel goes out at once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{Notify, watch};
+
+use super::lock::{ConsumerLock, LockError};
+use super::monitor::{ChannelMonitor, ChannelState};
+use super::worker::Worker;
+use crate::config::ChannelConfig;
+use crate::synclog::{Batch, Namespace, Reader, SyncLogError, UserBatch, Writer, shard_for};
+
+/// Why a channel stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Another consumer holds the channel.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The sync log could not be read or written.
+    #[error(transparent)]
+    Log(#[from] SyncLogError),
+}
+
+/// Commands from the control socket to a channel.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelControl {
+    /// Paused by the administrator.
+    pub paused: Arc<watch::Sender<bool>>,
+    /// Run now, regardless of `sync_repeat_interval`.
+    pub sync_now: Arc<Notify>,
+}
+
+/// Wakes the loop when the channel's log directory changes.
+struct LogWatch {
+    _watcher: Option<notify::RecommendedWatcher>,
+    changed: Arc<Notify>,
+}
+
+impl LogWatch {
+    fn new(dir: &std::path::Path) -> LogWatch {
+        let changed = Arc::new(Notify::new());
+        let tx = changed.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                tx.notify_one();
+            }
+        })
+        .and_then(|mut w| w.watch(dir, RecursiveMode::NonRecursive).map(|()| w));
+        match watcher {
+            Ok(w) => LogWatch {
+                _watcher: Some(w),
+                changed,
+            },
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "no file watcher ({e}); polling the log");
+                LogWatch {
+                    _watcher: None,
+                    changed,
+                }
+            }
+        }
+    }
+
+    fn watching(&self) -> bool {
+        self._watcher.is_some()
+    }
+}
+
+/// Runs the channel until `stop` turns true or the shutdown file appears.
+pub async fn run_channel(
+    ch: ChannelConfig,
+    monitor: ChannelMonitor,
+    control: ChannelControl,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ChannelError> {
+    std::fs::create_dir_all(&ch.log_dir).map_err(|e| SyncLogError::io("create", &ch.log_dir, e))?;
+    let _lock = ConsumerLock::acquire(&ch.log_dir)?;
+    let mut reader = Reader::new(ch.log_path());
+    let writer = Writer::new(ch.log_path());
+    let watch = LogWatch::new(&ch.log_dir);
+    let namespace = Namespace::default();
+    let mut workers: Vec<Worker> = (0..ch.workers.max(1))
+        .map(|id| Worker::new(id, ch.clone(), monitor.clone()))
+        .collect();
+    let mut paused_rx = control.paused.subscribe();
+    let mut last_run: Option<Instant> = None;
+    monitor.event(
+        "info",
+        format!(
+            "replicating {} with {} worker(s){}",
+            ch.log_path().display(),
+            workers.len(),
+            if watch.watching() { "" } else { " (polling)" }
+        ),
+    );
+
+    loop {
+        if *stop.borrow() || shutdown_requested(ch.shutdown_file.as_ref()) {
+            break;
+        }
+        if *paused_rx.borrow() {
+            monitor.update(|v| {
+                v.state = ChannelState::Paused;
+                v.paused = true;
+            });
+            tokio::select! {
+                _ = paused_rx.wait_for(|p| !*p) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            monitor.update(|v| {
+                v.state = ChannelState::Idle;
+                v.paused = false;
+            });
+            continue;
+        }
+        // sync_repeat_interval is the least time between the starts of two
+        // runs, not a sleep after each: an idle channel replicates at once.
+        if let Some(t) = last_run {
+            let next = t + ch.repeat_interval;
+            if Instant::now() < next {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next.into()) => {}
+                    _ = control.sync_now.notified() => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        }
+        publish_queue(&mut reader, &monitor);
+        let run = reader.begin()?;
+        let Some(mut run) = run else {
+            monitor.update(|v| {
+                if !matches!(v.state, ChannelState::Backoff { .. }) || v.counters.errors == 0 {
+                    v.state = ChannelState::Idle;
+                }
+            });
+            // Sleep until the log changes; wake regularly for the shutdown
+            // file and as a fallback when no watcher is available.
+            let poll = if !watch.watching() || ch.shutdown_file.is_some() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(10)
+            };
+            tokio::select! {
+                _ = watch.changed.notified() => {}
+                _ = control.sync_now.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            continue;
+        };
+        let started = Instant::now();
+        last_run = Some(started);
+        monitor.update(|v| v.state = ChannelState::Syncing);
+        let entries = run.read_all()?;
+        let malformed = run.take_malformed();
+        if !malformed.is_empty() {
+            monitor.update(|v| v.counters.malformed += malformed.len() as u64);
+            monitor.event(
+                "warn",
+                format!(
+                    "{} malformed log line(s) kept in {} (first: {})",
+                    malformed.len(),
+                    reader.malformed_path().display(),
+                    malformed[0].error
+                ),
+            );
+        }
+        let lag = run
+            .oldest_entry()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let batch = Batch::from_entries(&namespace, entries.iter());
+        let users = batch.by_user(&namespace);
+        let total: u64 = users.iter().map(|u| u.actions.len() as u64).sum();
+        monitor.update(|v| {
+            v.queue.run_total = total;
+            v.queue.run_done = 0;
+        });
+
+        let mut shards: Vec<Vec<UserBatch>> = vec![Vec::new(); workers.len()];
+        for u in users {
+            shards[shard_for(u.userid.as_deref(), workers.len())].push(u);
+        }
+        let jobs = workers.iter_mut().zip(shards).map(|(w, list)| {
+            let mut stop = stop.clone();
+            let monitor = monitor.clone();
+            async move {
+                let mut relog = Vec::new();
+                let mut interrupted = false;
+                for u in &list {
+                    let out = w.run_user(u, &mut stop).await;
+                    monitor.update(|v| {
+                        v.queue.run_done += out.done;
+                        v.counters.actions += out.done;
+                    });
+                    relog.extend(out.relog);
+                    if out.interrupted {
+                        interrupted = true;
+                        break;
+                    }
+                }
+                (relog, interrupted)
+            }
+        });
+        let results = futures_util::future::join_all(jobs).await;
+        let mut interrupted = false;
+        let mut relog = Vec::new();
+        for (r, i) in results {
+            relog.extend(r);
+            interrupted |= i;
+        }
+        if !relog.is_empty() {
+            // Nothing lost: what failed goes back to the log for a later run.
+            writer.append(&relog)?;
+            monitor.event(
+                "warn",
+                format!(
+                    "{} action(s) written back to the log for retry",
+                    relog.len()
+                ),
+            );
+        }
+        if interrupted {
+            // log-run stays and is reprocessed first on the next start.
+            monitor.event(
+                "info",
+                "stopped in the middle of a run; log-run kept".into(),
+            );
+            break;
+        }
+        run.finish()?;
+        for w in workers.iter_mut() {
+            w.restart().await;
+        }
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        monitor.sample(total as f64 / secs, lag);
+        monitor.update(|v| {
+            if relog.is_empty() {
+                v.state = ChannelState::Idle;
+            }
+        });
+    }
+    monitor.update(|v| {
+        v.state = ChannelState::Stopped;
+        for w in v.workers.iter_mut() {
+            *w = Default::default();
+        }
+    });
+    Ok(())
+}
+
+fn shutdown_requested(path: Option<&PathBuf>) -> bool {
+    path.is_some_and(|p| p.exists())
+}
+
+fn publish_queue(reader: &mut Reader, monitor: &ChannelMonitor) {
+    let Ok(q) = reader.queue_stats() else {
+        return;
+    };
+    let oldest = [q.log_oldest, q.log_run_oldest]
+        .into_iter()
+        .flatten()
+        .min()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    monitor.update(|v| {
+        v.queue.log_bytes = q.log_bytes;
+        v.queue.log_lines = q.log_lines;
+        v.queue.oldest_waiting_unix = if q.log_lines > 0 || q.log_run_bytes.is_some() {
+            oldest
+        } else {
+            None
+        };
+    });
+}

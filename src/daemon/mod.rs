@@ -1,0 +1,137 @@
+//! `cyrsync run`: rolling replication (DESIGN.md §2). One task per channel
+//! (see [`channel`]), each with `cyrsync_workers` workers; a status monitor per
+//! channel that `status`, the control socket and the TUI read; signals and the
+//! shutdown file for a clean stop.
+
+pub mod channel;
+pub mod lock;
+pub mod monitor;
+pub mod worker;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::ChannelConfig;
+use channel::{ChannelControl, ChannelError, run_channel};
+use monitor::ChannelMonitor;
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A channel failed to start or stopped on an error.
+    #[error("channel {channel}: {source}")]
+    Channel {
+        /// Its name.
+        channel: String,
+        /// Why.
+        source: ChannelError,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The running daemon's shared parts.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    /// One monitor per channel, in configuration order.
+    pub monitors: Vec<ChannelMonitor>,
+    /// One control handle per channel.
+    pub controls: Vec<ChannelControl>,
+    /// Bumped on every state change.
+    pub changed: watch::Receiver<u64>,
+    /// Set to stop everything.
+    pub stop: Arc<watch::Sender<bool>>,
+    /// When the daemon started (unix seconds).
+    pub started_unix: u64,
+}
+
+impl Daemon {
+    /// Sets up monitors and controls for `channels`.
+    pub fn new(channels: &[ChannelConfig]) -> Daemon {
+        let (changed_tx, changed) = watch::channel(0u64);
+        let monitors = channels
+            .iter()
+            .map(|c| {
+                ChannelMonitor::new(
+                    c.name.name().unwrap_or(""),
+                    c.replica
+                        .as_ref()
+                        .map(|p| p.endpoint.to_string())
+                        .unwrap_or_default(),
+                    c.workers.max(1),
+                    c.timeout.as_secs(),
+                    changed_tx.clone(),
+                )
+            })
+            .collect();
+        let controls = channels.iter().map(|_| ChannelControl::default()).collect();
+        let (stop, _) = watch::channel(false);
+        Daemon {
+            monitors,
+            controls,
+            changed,
+            stop: Arc::new(stop),
+            started_unix: monitor::unix_now(),
+        }
+    }
+
+    /// Runs every channel until stopped (SIGTERM/SIGINT, the shutdown file or
+    /// [`Daemon::stop`]). A channel that fails to start (its lock is held)
+    /// stops the others too.
+    pub async fn run(&self, channels: Vec<ChannelConfig>) -> Result<(), DaemonError> {
+        let stop = self.stop.clone();
+        let signals = tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: finishing the current actions and stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: finishing the current actions and stopping"),
+            }
+            let _ = stop.send(true);
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        for ((ch, monitor), control) in channels
+            .into_iter()
+            .zip(self.monitors.iter().cloned())
+            .zip(self.controls.iter().cloned())
+        {
+            let stop = self.stop.subscribe();
+            let name = ch.name.to_string();
+            tasks.spawn(async move {
+                run_channel(ch, monitor, control, stop)
+                    .await
+                    .map_err(|source| DaemonError::Channel {
+                        channel: name,
+                        source,
+                    })
+            });
+        }
+        let mut first_error = None;
+        while let Some(result) = tasks.join_next().await {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!("{e}");
+                    let _ = self.stop.send(true);
+                    first_error.get_or_insert(e);
+                }
+                Err(join) => {
+                    tracing::error!("a channel task ended abnormally: {join}");
+                    let _ = self.stop.send(true);
+                }
+            }
+        }
+        signals.abort();
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

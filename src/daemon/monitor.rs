@@ -1,0 +1,320 @@
+//! The daemon's live state, written by channels and workers, read as
+//! snapshots by `status`, the control socket and the TUI. Writers update small
+//! pieces under a mutex and bump a version on a watch channel; readers copy.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::engine::{Observer, Phase};
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What a channel is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelState {
+    /// Waiting for log entries.
+    Idle,
+    /// Working through a log-run.
+    Syncing,
+    /// Waiting before reconnecting.
+    Backoff {
+        /// When the next attempt is due (unix seconds).
+        until_unix: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Paused by the administrator.
+    Paused,
+    /// Stopped (shutdown file, signal).
+    Stopped,
+    /// The last run failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// A worker's current job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerView {
+    /// The user being replicated.
+    pub user: Option<String>,
+    /// The mailbox.
+    pub mailbox: Option<String>,
+    /// `None` when idle.
+    pub phase: Option<Phase>,
+    /// Messages uploaded of the current chunk.
+    pub messages_done: u64,
+    /// Messages to upload in the current chunk.
+    pub messages_total: u64,
+    /// Bytes uploaded.
+    pub bytes_done: u64,
+    /// When the job started.
+    pub since: Option<Instant>,
+}
+
+/// A session's state as the status view shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionView {
+    /// `master` or `replica`.
+    pub side: &'static str,
+    /// `host:port`.
+    pub peer: String,
+    /// Connected now.
+    pub connected: bool,
+    /// csync / imap, TLS mode, SASL mechanism.
+    pub transport: Option<String>,
+    /// TLS verification mode, if TLS.
+    pub tls: Option<String>,
+    /// SASL mechanism.
+    pub mechanism: Option<String>,
+    /// Reconnections so far.
+    pub reconnects: u64,
+    /// Backoff deadline.
+    pub backoff_until: Option<Instant>,
+}
+
+/// Counters since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Actions completed.
+    pub actions: u64,
+    /// Mailboxes updated.
+    pub mailboxes: u64,
+    /// Messages uploaded.
+    pub messages: u64,
+    /// Body bytes uploaded.
+    pub bytes: u64,
+    /// Retries after errors.
+    pub retries: u64,
+    /// CRC mismatches met.
+    pub crc_mismatches: u64,
+    /// Mailbox actions promoted to user syncs.
+    pub promotions: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Actions written back to the log for later.
+    pub relogged: u64,
+    /// APPLY commands.
+    pub applies: u64,
+    /// Malformed log lines set aside.
+    pub malformed: u64,
+}
+
+/// The last error with its Cyrus code and a hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorView {
+    /// When (unix seconds).
+    pub at_unix: u64,
+    /// `IMAP_MAILBOX_LOCKED`, … if the server gave one.
+    pub code: Option<String>,
+    /// The message.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+/// Log queue figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueView {
+    /// Bytes waiting in `log`.
+    pub log_bytes: u64,
+    /// Lines waiting in `log`.
+    pub log_lines: u64,
+    /// Actions in the current run.
+    pub run_total: u64,
+    /// Actions done in the current run.
+    pub run_done: u64,
+    /// Oldest waiting entry (unix seconds).
+    pub oldest_waiting_unix: Option<u64>,
+}
+
+/// One entry of the recent-events ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventView {
+    /// When (unix seconds).
+    pub at_unix: u64,
+    /// `info`, `warn`, `error`.
+    pub level: &'static str,
+    /// What happened.
+    pub text: String,
+}
+
+/// A channel's whole state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelView {
+    /// The channel name (`""` for the default).
+    pub name: String,
+    /// The replica endpoint.
+    pub replica: String,
+    /// State.
+    pub state: ChannelState,
+    /// Paused by the administrator.
+    pub paused: bool,
+    /// Queue.
+    pub queue: QueueView,
+    /// Workers.
+    pub workers: Vec<WorkerView>,
+    /// Sessions: per worker a master and a replica session.
+    pub sessions: Vec<SessionView>,
+    /// Counters.
+    pub counters: Counters,
+    /// Last error.
+    pub last_error: Option<ErrorView>,
+    /// Recent events, newest last.
+    pub events: VecDeque<EventView>,
+    /// (unix seconds, actions per second, lag seconds) samples, newest last.
+    pub history: VecDeque<(u64, f64, f64)>,
+    /// `sync_timeout` in seconds.
+    pub timeout_secs: u64,
+}
+
+const EVENTS: usize = 64;
+const HISTORY: usize = 120;
+
+/// Shared, cheap-to-clone handle on one channel's state.
+#[derive(Debug, Clone)]
+pub struct ChannelMonitor {
+    view: Arc<Mutex<ChannelView>>,
+    changed: watch::Sender<u64>,
+}
+
+impl ChannelMonitor {
+    /// A monitor for a channel with `workers` workers.
+    pub fn new(
+        name: &str,
+        replica: String,
+        workers: usize,
+        timeout_secs: u64,
+        changed: watch::Sender<u64>,
+    ) -> Self {
+        let sessions = (0..workers)
+            .flat_map(|_| {
+                [
+                    SessionView {
+                        side: "master",
+                        ..SessionView::default()
+                    },
+                    SessionView {
+                        side: "replica",
+                        ..SessionView::default()
+                    },
+                ]
+            })
+            .collect();
+        ChannelMonitor {
+            view: Arc::new(Mutex::new(ChannelView {
+                name: name.to_string(),
+                replica,
+                state: ChannelState::Idle,
+                paused: false,
+                queue: QueueView::default(),
+                workers: vec![WorkerView::default(); workers],
+                sessions,
+                counters: Counters::default(),
+                last_error: None,
+                events: VecDeque::new(),
+                history: VecDeque::new(),
+                timeout_secs,
+            })),
+            changed,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ChannelView> {
+        // A panic while holding the lock leaves plain data behind; keep going.
+        self.view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Changes the state with `f` and tells readers.
+    pub fn update(&self, f: impl FnOnce(&mut ChannelView)) {
+        f(&mut self.lock());
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A copy of the current state.
+    pub fn view(&self) -> ChannelView {
+        self.lock().clone()
+    }
+
+    /// Adds an event to the ring (and the log).
+    pub fn event(&self, level: &'static str, text: String) {
+        match level {
+            "error" => tracing::error!(channel = %self.lock().name, "{text}"),
+            "warn" => tracing::warn!(channel = %self.lock().name, "{text}"),
+            _ => tracing::info!(channel = %self.lock().name, "{text}"),
+        }
+        self.update(|v| {
+            v.events.push_back(EventView {
+                at_unix: unix_now(),
+                level,
+                text,
+            });
+            while v.events.len() > EVENTS {
+                v.events.pop_front();
+            }
+        });
+    }
+
+    /// Records a throughput/lag sample.
+    pub fn sample(&self, actions_per_sec: f64, lag: f64) {
+        self.update(|v| {
+            v.history.push_back((unix_now(), actions_per_sec, lag));
+            while v.history.len() > HISTORY {
+                v.history.pop_front();
+            }
+        });
+    }
+
+    /// An observer feeding worker `id`'s progress.
+    pub fn worker_observer(&self, id: usize) -> Arc<dyn Observer> {
+        Arc::new(WorkerObserver {
+            monitor: self.clone(),
+            id,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct WorkerObserver {
+    monitor: ChannelMonitor,
+    id: usize,
+}
+
+impl Observer for WorkerObserver {
+    fn phase(&self, mailbox: &str, phase: Phase) {
+        let id = self.id;
+        self.monitor.update(|v| {
+            if let Some(w) = v.workers.get_mut(id) {
+                w.mailbox = Some(mailbox.to_string());
+                w.phase = Some(phase);
+                if phase != Phase::Message {
+                    w.messages_done = 0;
+                    w.messages_total = 0;
+                }
+            }
+        });
+    }
+
+    fn upload(&self, done: u64, total: u64, bytes: u64) {
+        let id = self.id;
+        self.monitor.update(|v| {
+            if let Some(w) = v.workers.get_mut(id) {
+                w.messages_done = done;
+                w.messages_total = total;
+                w.bytes_done = bytes;
+            }
+        });
+    }
+}

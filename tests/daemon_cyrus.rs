@@ -1,0 +1,218 @@
+//! `cyrsync run` against a real Cyrus 3.6.1 master and replica: rolling
+//! replication on two channels (csync and IMAP), crash and restart in the
+//! middle of a backlog, a replica outage, the shutdown file and the
+//! one-consumer rule.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::imap::Imap;
+use support::lmtp::{Lmtp, message};
+use support::pair::CyrusPair;
+
+fn bin() -> std::path::PathBuf {
+    assert_cmd::cargo::cargo_bin("cyrsync")
+}
+
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(pair: &CyrusPair, args: &[&str]) -> Daemon {
+        let child = Command::new(bin())
+            .arg("-C")
+            .arg(pair.master.imapd_conf())
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(pair.dir.join("cyrsync.log"))
+                    .unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        Daemon(child)
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn verify(pair: &CyrusPair, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin())
+        .arg("-C")
+        .arg(pair.master.imapd_conf())
+        .arg("verify")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Waits until `verify` reports equality (the daemon converged).
+fn converge(pair: &CyrusPair, args: &[&str], limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let (ok, text) = verify(pair, args);
+        if ok {
+            return;
+        }
+        if start.elapsed() > limit {
+            let log = std::fs::read_to_string(pair.dir.join("cyrsync.log")).unwrap_or_default();
+            let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+            panic!(
+                "no convergence for {args:?} within {limit:?}:\n{text}\ncyrsync log (newest first):\n{tail}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn log_lines(pair: &CyrusPair, channel: Option<&str>) -> usize {
+    let log = pair.master.sync_log(channel);
+    let run = log.with_file_name("log-run");
+    [log, run]
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map(|s| s.lines().count())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[test]
+fn rolling_two_channels_converge() {
+    let pair = CyrusPair::start();
+    let mut daemon = Daemon::start(&pair, &[]);
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    admin.ok("CREATE user.bob");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for n in 0..20 {
+        lmtp.deliver(
+            if n % 2 == 0 { "alice" } else { "bob" },
+            &message(n, "rolling"),
+        );
+    }
+    let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
+    alice.ok("CREATE INBOX.Work");
+    alice.ok("SELECT INBOX");
+    alice.ok("STORE 1:3 +FLAGS (\\Flagged)");
+    alice.ok("COPY 1:2 INBOX.Work");
+    alice.ok("SUBSCRIBE INBOX.Work");
+    for user in ["alice", "bob"] {
+        converge(&pair, &["-u", user], Duration::from_secs(30));
+        converge(&pair, &["-n", "chan2", "-u", user], Duration::from_secs(30));
+    }
+    assert!(daemon.0.try_wait().unwrap().is_none(), "daemon exited");
+    // The log was consumed on both channels.
+    let start = Instant::now();
+    while (log_lines(&pair, None) > 0 || log_lines(&pair, Some("chan2")) > 0)
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(log_lines(&pair, None), 0);
+    assert_eq!(log_lines(&pair, Some("chan2")), 0);
+
+    // A second consumer on the same channel is refused.
+    let out = Command::new(bin())
+        .arg("-C")
+        .arg(pair.master.imapd_conf())
+        .args(["run", "-n", ""])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already replicating"), "{err}");
+
+    // The shutdown file stops the daemon within 2 s.
+    let sd = pair.master.config_dir().join("sync");
+    std::fs::write(sd.join("shutdown"), "").unwrap();
+    std::fs::create_dir_all(sd.join("chan2")).unwrap();
+    std::fs::write(sd.join("chan2/shutdown"), "").unwrap();
+    let status = daemon.wait_exit(Duration::from_secs(3));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "daemon still running: {status:?}"
+    );
+}
+
+#[test]
+fn crash_in_backlog_then_restart_loses_nothing() {
+    let pair = CyrusPair::start();
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.perf");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    let n = 5000;
+    for i in 0..n {
+        lmtp.deliver("perf", &message(i, "backlog"));
+    }
+    assert!(
+        log_lines(&pair, None) >= n,
+        "each delivery logs at least one line"
+    );
+    let mut daemon = Daemon::start(&pair, &["-n", ""]);
+    // Let it get into the backlog, then kill -9.
+    let start = Instant::now();
+    loop {
+        let run = pair.master.sync_log(None).with_file_name("log-run");
+        if run.exists() || start.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
+    // More mail while it is down.
+    for i in n..n + 50 {
+        lmtp.deliver("perf", &message(i, "while down"));
+    }
+    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    converge(&pair, &["-u", "perf"], Duration::from_secs(120));
+}
+
+#[test]
+fn replica_outage_backs_off_and_converges() {
+    let pair = CyrusPair::start_with(&["sync_reconnect_maxwait: 2"]);
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    lmtp.deliver("alice", &message(0, "before"));
+    converge(&pair, &["-u", "alice"], Duration::from_secs(20));
+
+    pair.stop_replica();
+    for i in 1..30 {
+        lmtp.deliver("alice", &message(i, "during the outage"));
+    }
+    // The queue grows while the replica is away.
+    std::thread::sleep(Duration::from_secs(3));
+    pair.start_replica();
+    converge(&pair, &["-u", "alice"], Duration::from_secs(30));
+}
