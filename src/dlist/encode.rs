@@ -337,8 +337,8 @@ fn status_into(st: &Status, out: &mut Vec<u8>) -> Result<(), DlistError> {
         out.push(b' ');
         out.extend_from_slice(e.as_bytes());
     }
-    if st.text.contains(['\r', '\n']) {
-        return Err(DlistError::Unencodable("status text holds CR or LF".into()));
+    if st.text.contains('\n') {
+        return Err(DlistError::Unencodable("status text holds LF".into()));
     }
     if !st.text.is_empty() {
         out.push(b' ');
@@ -363,17 +363,15 @@ pub fn encode_response(r: &Response) -> Result<Encoded, DlistError> {
         }
         Response::Status(st) => status_into(st, &mut s.cur)?,
         Response::Continuation(text) => {
-            if text.contains(['\r', '\n']) {
-                return Err(DlistError::Unencodable(
-                    "continuation holds CR or LF".into(),
-                ));
+            if text.contains('\n') {
+                return Err(DlistError::Unencodable("continuation holds LF".into()));
             }
             s.cur.extend_from_slice(b"+ ");
             s.cur.extend_from_slice(text.as_bytes());
             s.cur.extend_from_slice(b"\r\n");
         }
         Response::Text { name, text } => {
-            if text.contains(['\r', '\n']) || name.contains(['\r', '\n', ' ']) || name.is_empty() {
+            if text.contains('\n') || !is_atom(name.as_bytes()) {
                 return Err(DlistError::Unencodable("bad untagged text line".into()));
             }
             s.cur.extend_from_slice(b"* ");

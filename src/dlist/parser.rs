@@ -18,6 +18,7 @@
 
 use std::marker::PhantomData;
 
+use super::encode;
 use super::response::{Command, Response, Status, StatusKind, StatusTag};
 use super::value::{FileLiteral, KvList, Value};
 use super::{DlistError, Transport};
@@ -467,6 +468,13 @@ impl<'a> Cur<'a> {
         if !self.eat(b'}') {
             return self.err("expected '}' after file size");
         }
+        for part in [&partition, &guid] {
+            // The header is one line: a part Cyrus would need a literal for
+            // cannot occur in it.
+            if !(part.is_empty() || encode::is_atom(part) || encode::is_quotable(part)) {
+                return self.err("file literal header part that needs a literal");
+            }
+        }
         Ok(FileLiteral {
             partition: self.utf8(partition)?,
             guid: self.utf8(guid)?,
@@ -613,7 +621,13 @@ impl<'a> Cur<'a> {
             Some(b'"') => Ok(Value::Atom(self.quoted()?)),
             Some(b'\\') => {
                 let b = self.atom_bytes()?.to_vec();
-                Ok(Value::Flag(self.utf8(b)?))
+                let f = self.utf8(b)?;
+                // Keep to what the encoder can write back: IMAP flags are
+                // printable ASCII atoms.
+                if !encode::is_flag(&f) {
+                    return self.err("flag with bytes outside printable ASCII");
+                }
+                Ok(Value::Flag(f))
             }
             Some(b')') => self.err("unexpected ')'"),
             None => self.err("unexpected end of message"),
@@ -692,7 +706,11 @@ fn is_item_name(w: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
 }
 
+/// A tag or command word: an atom as the encoder writes it.
 fn word_string(cur: &Cur<'_>, w: &[u8]) -> R<String> {
+    if !encode::is_atom(w) {
+        return cur.err("tag or command is not an atom");
+    }
     cur.utf8(w.to_vec())
 }
 
@@ -716,7 +734,12 @@ fn parse_response(msg: &[u8], ctx: &Ctx) -> R<Response> {
                 // Sync data names are upper-case (`MAILBOX`, `SIEVE-MAILBOX`);
                 // another word starts a text line (`* Fatal error: …`,
                 // sync_server.c), kept as text when it is one plain line.
-                Err(e) if !is_item_name(&name) => {
+                Err(e)
+                    if !is_item_name(&name)
+                        && encode::is_atom(name.as_bytes())
+                        && matches!(msg.get(data_start), Some(b' ' | b'\r' | b'\n'))
+                        && std::str::from_utf8(&msg[data_start..]).is_ok() =>
+                {
                     cur.p = data_start;
                     match cur.text_to_end() {
                         Ok(text) if !name.is_empty() => Ok(Response::Text { name, text }),

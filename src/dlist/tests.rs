@@ -482,3 +482,16 @@ fn display_is_the_wire_form() {
     let v = Value::list([Value::atom("a b"), Value::num(1)]);
     assert_eq!(v.to_string(), "(\"a b\" 1)");
 }
+
+#[test]
+fn text_fallback_round_trips() {
+    // Found by fuzzing: a name glued to a list is a syntax error, not text
+    // (text would be re-encoded with a space and read back as data).
+    assert!(responses(b"* B?D\x1f() \r\n")[0].is_err());
+    // Found by fuzzing: non-UTF-8 text is an error, not lossily kept text
+    // that would read back as data.
+    assert!(responses(b"* ME]ILBOX 7+ %(PP\xb7* x)\r\n")[0].is_err());
+    // Plain text lines still fall back.
+    let r = one(b"* Fatal error: bad config (line 3\r\n");
+    assert!(matches!(r, Response::Text { .. }), "{r:?}");
+}
