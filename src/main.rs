@@ -137,7 +137,10 @@ fn init_logging(verbose: u8, file: Option<&std::path::Path>) -> anyhow::Result<(
                 .with_writer(std::sync::Mutex::new(f))
                 .try_init()
         }
-        None => builder.with_writer(std::io::stderr).try_init(),
+        None => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init(),
     }
     .map_err(|e| anyhow::anyhow!("logging: {e}"))
 }
