@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use cyrsync::check;
 use cyrsync::cli::{Cli, Command, RunArgs, Selection};
-use cyrsync::config::{ChannelConfig, ImapdConf, Settings};
+use cyrsync::config::{ChannelConfig, ChannelName, ImapdConf, Settings};
 use cyrsync::config::{ConfigError, DEFAULT_CONFIG_PATH};
-use cyrsync::daemon::Daemon;
+use cyrsync::daemon::{Daemon, Exit};
 use cyrsync::oneshot;
 
 /// sysexits EX_CONFIG, the status Cyrus uses for a configuration error.
@@ -85,19 +85,23 @@ fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn run_daemon(cli: &Cli, config: &std::path::Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let named = args.channel_names();
-    let conf = ImapdConf::load(config)?;
-    let settings = Settings::resolve(&conf, &named)?;
+    let load = || -> anyhow::Result<(Settings, Vec<ChannelConfig>)> {
+        let conf = ImapdConf::load(config)?;
+        let settings = Settings::resolve(&conf, &named)?;
+        let channels = settings
+            .channels_to_run(&named)?
+            .into_iter()
+            .cloned()
+            .collect();
+        Ok((settings, channels))
+    };
+    let (settings, mut channels) = load()?;
     for w in &settings.warnings {
         eprintln!("cyrsync: warning: {w}");
     }
-    let channels: Vec<ChannelConfig> = settings
-        .channels_to_run(&named)?
-        .into_iter()
-        .cloned()
-        .collect();
     init_logging(cli.verbose, settings.log_file.as_deref())?;
     // Cyrus's files belong to the cyrus user: drop root before any thread
-    // starts (setuid applies to the calling thread's process only safely then).
+    // starts, so that every thread runs with the same credentials.
     drop_privileges(&settings.run_as_user)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -106,14 +110,34 @@ fn run_daemon(cli: &Cli, config: &std::path::Path, args: &RunArgs) -> anyhow::Re
         .thread_stack_size(16 << 20)
         .enable_all()
         .build()?;
-    let daemon = Daemon::new(&channels);
-    tracing::info!(
-        "cyrsync {} replicating {} channel(s)",
-        env!("CARGO_PKG_VERSION"),
-        channels.len()
-    );
-    rt.block_on(daemon.run(channels))?;
-    Ok(ExitCode::SUCCESS)
+    loop {
+        let daemon = Daemon::new(&channels);
+        tracing::info!(
+            "cyrsync {} replicating {} channel(s)",
+            env!("CARGO_PKG_VERSION"),
+            channels.len()
+        );
+        match rt.block_on(daemon.run(channels))? {
+            Exit::Stopped => return Ok(ExitCode::SUCCESS),
+            Exit::Reload => match load() {
+                Ok((_, c)) => channels = c,
+                Err(e) => {
+                    // A broken edit must not stop replication: keep going
+                    // with the configuration that works, and say why.
+                    tracing::error!("imapd.conf not reloaded: {e:#}");
+                    channels = load_previous(&settings, &named)?;
+                }
+            },
+        }
+    }
+}
+
+fn load_previous(settings: &Settings, named: &[ChannelName]) -> anyhow::Result<Vec<ChannelConfig>> {
+    Ok(settings
+        .channels_to_run(named)?
+        .into_iter()
+        .cloned()
+        .collect())
 }
 
 fn init_logging(verbose: u8, file: Option<&std::path::Path>) -> anyhow::Result<()> {

@@ -216,3 +216,112 @@ fn replica_outage_backs_off_and_converges() {
     pair.start_replica();
     converge(&pair, &["-u", "alice"], Duration::from_secs(30));
 }
+
+/// A TCP proxy to the replica that can freeze the connections it already
+/// carries (they stay open but nothing passes), as a hung replica would.
+struct StallingProxy {
+    port: u16,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    frozen_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl StallingProxy {
+    fn start(target: u16) -> StallingProxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let generation = Arc::new(AtomicU64::new(0));
+        let frozen_below = Arc::new(AtomicU64::new(0));
+        let (g, f) = (generation.clone(), frozen_below.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let id = g.fetch_add(1, Ordering::SeqCst) + 1;
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let f = f.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            // Frozen: hold the bytes forever, keep the socket open.
+                            while id <= f.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        StallingProxy {
+            port,
+            generation,
+            frozen_below,
+        }
+    }
+
+    /// Freezes every connection opened so far.
+    fn freeze_current(&self) {
+        use std::sync::atomic::Ordering;
+        self.frozen_below
+            .store(self.generation.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn hung_replica_is_cut_at_sync_timeout_and_work_retried() {
+    let pair = CyrusPair::start();
+    let proxy = StallingProxy::start(pair.replica.csync_port);
+    // The default channel goes through the proxy, with the smallest timeout.
+    let conf = std::fs::read_to_string(pair.master.imapd_conf()).unwrap();
+    let conf: String = conf
+        .lines()
+        .map(|l| {
+            if l.starts_with("sync_port:") {
+                format!("sync_port: {}\nsync_timeout: 3s\n", proxy.port)
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let proxied = pair.dir.join("master/imapd-proxied.conf");
+    std::fs::write(&proxied, conf).unwrap();
+    let log = pair.dir.join("cyrsync.log");
+    let mut daemon = Command::new(bin())
+        .arg("-C")
+        .arg(&proxied)
+        .args(["run", "-n", ""])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    lmtp.deliver("alice", &message(0, "through the proxy"));
+    converge(&pair, &["-u", "alice"], Duration::from_secs(20));
+
+    proxy.freeze_current();
+    for i in 1..5 {
+        lmtp.deliver("alice", &message(i, "while the replica hangs"));
+    }
+    converge(&pair, &["-u", "alice"], Duration::from_secs(30));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("within sync_timeout"), "{text}");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

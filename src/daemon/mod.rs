@@ -32,6 +32,15 @@ pub enum DaemonError {
     Signals(std::io::Error),
 }
 
+/// How a run of the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped for good (signal, shutdown file, or every channel finished).
+    Stopped,
+    /// SIGHUP: read imapd.conf again and start over.
+    Reload,
+}
+
 /// The running daemon's shared parts.
 #[derive(Debug, Clone)]
 pub struct Daemon {
@@ -80,19 +89,24 @@ impl Daemon {
     /// Runs every channel until stopped (SIGTERM/SIGINT, the shutdown file or
     /// [`Daemon::stop`]). A channel that fails to start (its lock is held)
     /// stops the others too.
-    pub async fn run(&self, channels: Vec<ChannelConfig>) -> Result<(), DaemonError> {
+    pub async fn run(&self, channels: Vec<ChannelConfig>) -> Result<Exit, DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
         let stop = self.stop.clone();
+        let reload = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (mut term, mut int, mut hup) = (
+            signal(SignalKind::terminate()).map_err(DaemonError::Signals)?,
+            signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?,
+            signal(SignalKind::hangup()).map_err(DaemonError::Signals)?,
+        );
+        let reload_flag = reload.clone();
         let signals = tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM: finishing the current actions and stopping"),
                 _ = int.recv() => tracing::info!("SIGINT: finishing the current actions and stopping"),
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: finishing the current actions, then reading imapd.conf again");
+                    reload_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
             }
             let _ = stop.send(true);
         });
@@ -131,7 +145,8 @@ impl Daemon {
         signals.abort();
         match first_error {
             Some(e) => Err(e),
-            None => Ok(()),
+            None if reload.load(std::sync::atomic::Ordering::SeqCst) => Ok(Exit::Reload),
+            None => Ok(Exit::Stopped),
         }
     }
 }
