@@ -13,6 +13,7 @@ use support::csync::Csync;
 use support::imap::{Imap, quote};
 use support::lmtp::{Lmtp, message};
 use support::pair::{CyrusPair, REPL_PASSWORD, REPL_USER};
+use support::sieve::Sieve;
 
 fn cyrsync(pair: &CyrusPair, args: &[&str]) -> std::process::Output {
     Command::cargo_bin("cyrsync")
@@ -265,6 +266,14 @@ fn user_lifecycle_every_object_kind() {
     ];
     for (what, step) in &steps {
         step(&mut alice, &mut admin, &mut lmtp);
+        if *what == "sieve upload and activate" {
+            let mut sieve = Sieve::login(pair.master.sieve_port, "alice", "alicepw");
+            sieve.put(
+                "vacation",
+                "require [\"fileinto\"];\nif header :contains \"subject\" \"work\" { fileinto \"INBOX.Projects\"; }\n",
+            );
+            sieve.activate("vacation");
+        }
         let summary = sync(&pair, &["-u", "alice"]);
         assert!(applies(&summary) > 0, "{what}: nothing applied: {summary}");
         if *what == "copy to a second mailbox" {

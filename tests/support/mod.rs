@@ -5,3 +5,4 @@ pub mod csync;
 pub mod imap;
 pub mod lmtp;
 pub mod pair;
+pub mod sieve;
