@@ -34,8 +34,22 @@ pub enum Command {
     Run(RunArgs),
     /// Replicate users or mailboxes once, like `sync_client -u/-m/-A`.
     Sync(SyncArgs),
+    /// Show what the running daemon is doing.
+    Status(StatusArgs),
     /// Compare master and replica without changing either; exit 1 if they differ.
     Verify(VerifyArgs),
+}
+
+/// Arguments of `cyrsync status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the snapshot as JSON (for monitoring scripts).
+    #[arg(long)]
+    pub json: bool,
+
+    /// The daemon's control socket (default: `cyrsync_control_socket`).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 }
 
 /// Arguments of `cyrsync run`.

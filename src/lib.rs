@@ -14,4 +14,5 @@ pub mod model;
 pub mod oneshot;
 pub mod proto;
 pub mod snippet;
+pub mod status_cmd;
 pub mod synclog;

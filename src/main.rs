@@ -52,6 +52,26 @@ fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_daemon(cli, config, args),
+        Command::Status(args) => {
+            let socket = match &args.socket {
+                Some(p) => p.clone(),
+                None => {
+                    let conf = ImapdConf::load(config)?;
+                    Settings::resolve(&conf, &[])?.control_socket
+                }
+            };
+            let snapshot = cyrsync::status_cmd::fetch(&socket)?;
+            if args.json {
+                println!("{snapshot}");
+            } else {
+                print!("{}", cyrsync::status_cmd::render(&snapshot));
+            }
+            Ok(if cyrsync::status_cmd::has_error(&snapshot) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Sync(args) => {
             let ch = oneshot::channel(config, args.channel.as_deref())?;
             let items = selection(config, &args.selection)?;
@@ -117,7 +137,7 @@ fn run_daemon(cli: &Cli, config: &std::path::Path, args: &RunArgs) -> anyhow::Re
             env!("CARGO_PKG_VERSION"),
             channels.len()
         );
-        match rt.block_on(daemon.run(channels))? {
+        match rt.block_on(daemon.run(channels, Some(&settings.control_socket)))? {
             Exit::Stopped => return Ok(ExitCode::SUCCESS),
             Exit::Reload => match load() {
                 Ok((_, c)) => channels = c,

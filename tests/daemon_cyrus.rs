@@ -197,6 +197,35 @@ fn crash_in_backlog_then_restart_loses_nothing() {
     converge(&pair, &["-u", "perf"], Duration::from_secs(120));
 }
 
+fn status_json(pair: &CyrusPair) -> serde_json::Value {
+    let out = Command::new(bin())
+        .arg("-C")
+        .arg(pair.master.imapd_conf())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --json: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The default channel's queue (entries waiting) and lag (seconds).
+fn queue_and_lag(snapshot: &serde_json::Value) -> (u64, f64) {
+    let c = snapshot["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "")
+        .unwrap();
+    let q = &c["queue"];
+    let waiting = q["log_lines"].as_u64().unwrap() + q["run_entries"].as_u64().unwrap();
+    (waiting, c["lag_seconds"].as_f64().unwrap_or(0.0))
+}
+
 #[test]
 fn replica_outage_backs_off_and_converges() {
     let pair = CyrusPair::start_with(&["sync_reconnect_maxwait: 2"]);
@@ -208,13 +237,52 @@ fn replica_outage_backs_off_and_converges() {
     converge(&pair, &["-u", "alice"], Duration::from_secs(20));
 
     pair.stop_replica();
-    for i in 1..30 {
-        lmtp.deliver("alice", &message(i, "during the outage"));
+    let n = 29u64;
+    for i in 1..=n {
+        lmtp.deliver("alice", &message(i as usize, "during the outage"));
     }
-    // The queue grows while the replica is away.
-    std::thread::sleep(Duration::from_secs(3));
+    // The queue holds at least N entries and the lag grows while the
+    // replica is away.
+    std::thread::sleep(Duration::from_secs(2));
+    let first = status_json(&pair);
+    std::thread::sleep(Duration::from_secs(2));
+    let second = status_json(&pair);
+    let (q1, lag1) = queue_and_lag(&first);
+    let (q2, lag2) = queue_and_lag(&second);
+    assert!(q1 >= n && q2 >= n, "queue {q1}/{q2} < {n}: {second}");
+    assert!(
+        lag2 > lag1 && lag1 >= 1.0,
+        "lag did not grow: {lag1} → {lag2}: {second}"
+    );
+    let out = Command::new(bin())
+        .arg("-C")
+        .arg(pair.master.imapd_conf())
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "status must fail while a channel is in error: {text}"
+    );
+    assert!(text.contains("backoff"), "{text}");
+    assert!(text.contains("hint:"), "{text}");
+
     pair.start_replica();
     converge(&pair, &["-u", "alice"], Duration::from_secs(30));
+    // Both return to zero.
+    let start = Instant::now();
+    loop {
+        let (q, lag) = queue_and_lag(&status_json(&pair));
+        if q == 0 && lag == 0.0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "queue {q}, lag {lag} after recovery"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A TCP proxy to the replica that can freeze the connections it already

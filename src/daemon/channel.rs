@@ -83,7 +83,7 @@ pub async fn run_channel(
 ) -> Result<(), ChannelError> {
     std::fs::create_dir_all(&ch.log_dir).map_err(|e| SyncLogError::io("create", &ch.log_dir, e))?;
     let _lock = ConsumerLock::acquire(&ch.log_dir)?;
-    let mut reader = Reader::new(ch.log_path());
+    let reader = Reader::new(ch.log_path());
     let writer = Writer::new(ch.log_path());
     let watch = LogWatch::new(&ch.log_dir);
     let namespace = Namespace::default();
@@ -91,6 +91,22 @@ pub async fn run_channel(
         .map(|id| Worker::new(id, ch.clone(), monitor.clone()))
         .collect();
     let mut paused_rx = control.paused.subscribe();
+    // The queue is watched on its own, so that status shows the backlog
+    // growing while a run is stuck (replica down, backoff).
+    let queue_task = {
+        let monitor = monitor.clone();
+        let mut stats = Reader::new(ch.log_path());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                publish_queue(&mut stats, &monitor);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    };
     let mut last_run: Option<Instant> = None;
     monitor.event(
         "info",
@@ -133,7 +149,6 @@ pub async fn run_channel(
                 }
             }
         }
-        publish_queue(&mut reader, &monitor);
         let run = reader.begin()?;
         let Some(mut run) = run else {
             monitor.update(|v| {
@@ -181,7 +196,9 @@ pub async fn run_channel(
         let batch = Batch::from_entries(&namespace, entries.iter());
         let users = batch.by_user(&namespace);
         let total: u64 = users.iter().map(|u| u.actions.len() as u64).sum();
+        let run_entries = entries.len() as u64;
         monitor.update(|v| {
+            v.queue.run_entries = run_entries;
             v.queue.run_total = total;
             v.queue.run_done = 0;
         });
@@ -238,6 +255,11 @@ pub async fn run_channel(
             break;
         }
         run.finish()?;
+        monitor.update(|v| {
+            v.queue.run_entries = 0;
+            v.queue.run_total = 0;
+            v.queue.run_done = 0;
+        });
         for w in workers.iter_mut() {
             w.restart().await;
         }
@@ -249,6 +271,7 @@ pub async fn run_channel(
             }
         });
     }
+    queue_task.abort();
     monitor.update(|v| {
         v.state = ChannelState::Stopped;
         for w in v.workers.iter_mut() {
@@ -272,13 +295,24 @@ fn publish_queue(reader: &mut Reader, monitor: &ChannelMonitor) {
         .min()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs());
+    let oldest = if q.log_lines > 0 || q.log_run_bytes.is_some() {
+        oldest
+    } else {
+        None
+    };
+    let current = monitor.view().queue;
+    // Readers are woken only by real changes: an idle daemon stays quiet.
+    if (
+        current.log_bytes,
+        current.log_lines,
+        current.oldest_waiting_unix,
+    ) == (q.log_bytes, q.log_lines, oldest)
+    {
+        return;
+    }
     monitor.update(|v| {
         v.queue.log_bytes = q.log_bytes;
         v.queue.log_lines = q.log_lines;
-        v.queue.oldest_waiting_unix = if q.log_lines > 0 || q.log_run_bytes.is_some() {
-            oldest
-        } else {
-            None
-        };
+        v.queue.oldest_waiting_unix = oldest;
     });
 }

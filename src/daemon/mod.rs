@@ -4,8 +4,10 @@
 //! shutdown file for a clean stop.
 
 pub mod channel;
+pub mod control;
 pub mod lock;
 pub mod monitor;
+pub mod snapshot;
 pub mod worker;
 
 use std::sync::Arc;
@@ -89,7 +91,11 @@ impl Daemon {
     /// Runs every channel until stopped (SIGTERM/SIGINT, the shutdown file or
     /// [`Daemon::stop`]). A channel that fails to start (its lock is held)
     /// stops the others too.
-    pub async fn run(&self, channels: Vec<ChannelConfig>) -> Result<Exit, DaemonError> {
+    pub async fn run(
+        &self,
+        channels: Vec<ChannelConfig>,
+        control_socket: Option<&std::path::Path>,
+    ) -> Result<Exit, DaemonError> {
         use tokio::signal::unix::{SignalKind, signal};
         let stop = self.stop.clone();
         let reload = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -110,6 +116,26 @@ impl Daemon {
             }
             let _ = stop.send(true);
         });
+        let mut control_task = None;
+        if let Some(path) = control_socket {
+            match control::bind(path) {
+                Ok(listener) => {
+                    let ctx = control::ControlContext {
+                        daemon: self.clone(),
+                        names: channels
+                            .iter()
+                            .map(|c| c.name.name().unwrap_or("").to_string())
+                            .collect(),
+                        logs: channels.iter().map(ChannelConfig::log_path).collect(),
+                        snapshot: snapshot::render,
+                    };
+                    tracing::info!("control socket {}", path.display());
+                    control_task = Some(tokio::spawn(control::serve(listener, ctx)));
+                }
+                // Replication matters more than the dashboard: go on without.
+                Err(e) => tracing::error!("{e}; status and tui will not be able to attach"),
+            }
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for ((ch, monitor), control) in channels
             .into_iter()
@@ -143,6 +169,12 @@ impl Daemon {
             }
         }
         signals.abort();
+        if let Some(t) = control_task {
+            t.abort();
+            if let Some(path) = control_socket {
+                let _ = std::fs::remove_file(path);
+            }
+        }
         match first_error {
             Some(e) => Err(e),
             None if reload.load(std::sync::atomic::Ordering::SeqCst) => Ok(Exit::Reload),

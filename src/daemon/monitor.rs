@@ -130,7 +130,9 @@ pub struct QueueView {
     pub log_bytes: u64,
     /// Lines waiting in `log`.
     pub log_lines: u64,
-    /// Actions in the current run.
+    /// Log entries in the current `log-run` (0 when no run is in progress).
+    pub run_entries: u64,
+    /// Actions in the current run (after coalescing).
     pub run_total: u64,
     /// Actions done in the current run.
     pub run_done: u64,

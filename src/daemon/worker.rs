@@ -32,6 +32,8 @@ pub struct Worker {
     engine: Option<Engine>,
     monitor: ChannelMonitor,
     failures: u32,
+    /// The engine's counters already added to the channel's.
+    seen: crate::engine::SyncStats,
 }
 
 /// First reconnect delay; doubled per failure up to `sync_reconnect_maxwait`.
@@ -48,6 +50,7 @@ impl Worker {
             engine: None,
             monitor,
             failures: 0,
+            seen: Default::default(),
         }
     }
 
@@ -85,6 +88,7 @@ impl Worker {
         );
         engine.set_observer(self.monitor.worker_observer(self.id));
         self.engine = Some(engine);
+        self.seen = Default::default();
         Ok(())
     }
 
@@ -148,6 +152,7 @@ impl Worker {
                     Ok(()) => {
                         self.failures = 0;
                         outcome.done += 1;
+                        self.publish_stats();
                         break;
                     }
                     Err(e) if e.breaks_sessions() => {
@@ -249,12 +254,15 @@ impl Worker {
         let Some(engine) = self.engine.as_ref() else {
             return;
         };
-        let s = engine.stats().clone();
-        let id = self.id;
-        // Counters are per engine; keep the channel's as sums of deltas.
+        let now = engine.stats().clone();
+        let was = std::mem::replace(&mut self.seen, now.clone());
         self.monitor.update(|v| {
-            let _ = id;
-            v.counters.mailboxes = v.counters.mailboxes.max(s.mailboxes_updated);
+            let c = &mut v.counters;
+            c.mailboxes += now.mailboxes_updated.saturating_sub(was.mailboxes_updated);
+            c.messages += now.messages_uploaded.saturating_sub(was.messages_uploaded);
+            c.bytes += now.bytes_uploaded.saturating_sub(was.bytes_uploaded);
+            c.applies += now.applies.saturating_sub(was.applies);
+            c.crc_mismatches += now.crc_mismatches.saturating_sub(was.crc_mismatches);
         });
     }
 

@@ -1,0 +1,194 @@
+//! `cyrsync status [--json] [--socket PATH]`: asks the running daemon for a
+//! snapshot over the control socket and prints it for a person (a compact
+//! table) or a monitoring script (JSON). Exits non-zero when no daemon
+//! answers or a channel is in error.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+
+/// Why no snapshot could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Nothing listens on the socket.
+    #[error(
+        "no cyrsync daemon answers on {path} ({source}); start one with `service cyrsync start` (FreeBSD) or `cyrsync run`"
+    )]
+    NotRunning {
+        /// The socket.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The daemon answered something unexpected.
+    #[error("the daemon on {path} answered unexpectedly: {detail}")]
+    Protocol {
+        /// The socket.
+        path: String,
+        /// What.
+        detail: String,
+    },
+}
+
+/// Connects, says hello and returns one snapshot.
+pub fn fetch(path: &Path) -> Result<Json, StatusError> {
+    let shown = path.display().to_string();
+    let not_running = |source| StatusError::NotRunning {
+        path: shown.clone(),
+        source,
+    };
+    let stream = UnixStream::connect(path).map_err(not_running)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(not_running)?;
+    let mut writer = stream.try_clone().map_err(not_running)?;
+    let mut reader = BufReader::new(stream);
+    let mut ask = |req: Json| -> Result<Json, StatusError> {
+        let mut line = req.to_string();
+        line.push('\n');
+        writer.write_all(line.as_bytes()).map_err(not_running)?;
+        let mut answer = String::new();
+        reader.read_line(&mut answer).map_err(not_running)?;
+        serde_json::from_str(&answer).map_err(|e| StatusError::Protocol {
+            path: shown.clone(),
+            detail: e.to_string(),
+        })
+    };
+    let hello = ask(json!({"hello": super::daemon::control::PROTOCOL_VERSION}))?;
+    if let Some(e) = hello.get("error") {
+        return Err(StatusError::Protocol {
+            path: shown.clone(),
+            detail: e.to_string(),
+        });
+    }
+    let answer = ask(json!({"cmd": "snapshot"}))?;
+    answer
+        .get("snapshot")
+        .cloned()
+        .ok_or_else(|| StatusError::Protocol {
+            path: shown.clone(),
+            detail: answer.to_string(),
+        })
+}
+
+/// Whether any channel is in error (or backing off after one).
+pub fn has_error(snapshot: &Json) -> bool {
+    channels(snapshot).any(|c| {
+        c.get("state")
+            .is_some_and(|s| s.get("Error").is_some() || s.get("Backoff").is_some())
+    })
+}
+
+fn channels(snapshot: &Json) -> impl Iterator<Item = &Json> {
+    snapshot
+        .get("channels")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+}
+
+fn state_text(state: Option<&Json>) -> String {
+    match state {
+        Some(Json::String(s)) => s.to_lowercase(),
+        Some(Json::Object(o)) => match o.iter().next() {
+            Some((k, v)) if k == "Backoff" => format!(
+                "backoff ({})",
+                v.get("reason").and_then(Json::as_str).unwrap_or("")
+            ),
+            Some((k, v)) => format!(
+                "{} ({})",
+                k.to_lowercase(),
+                v.get("message").and_then(Json::as_str).unwrap_or("")
+            ),
+            None => "?".into(),
+        },
+        _ => "?".into(),
+    }
+}
+
+/// The snapshot as a table an administrator reads at a glance.
+pub fn render(snapshot: &Json) -> String {
+    let num = |v: &Json, k: &str| v.get(k).and_then(Json::as_u64).unwrap_or(0);
+    let mut out = String::new();
+    let uptime = num(snapshot, "now_unix").saturating_sub(num(snapshot, "started_at_unix"));
+    let _ = writeln!(
+        out,
+        "cyrsync {} on {}, up {}s, {}",
+        snapshot
+            .get("cyrsync_version")
+            .and_then(Json::as_str)
+            .unwrap_or("?"),
+        snapshot.get("host").and_then(Json::as_str).unwrap_or("?"),
+        uptime,
+        snapshot
+            .get("daemon_state")
+            .and_then(Json::as_str)
+            .unwrap_or("?")
+            .to_lowercase()
+    );
+    let _ = writeln!(
+        out,
+        "{:<10} {:<24} {:<22} {:>8} {:>8} {:>8} {:>7}",
+        "CHANNEL", "REPLICA", "STATE", "QUEUE", "LAG", "RATE/s", "ERRORS"
+    );
+    for c in channels(snapshot) {
+        let name = c.get("name").and_then(Json::as_str).unwrap_or("");
+        let q = c.get("queue").cloned().unwrap_or(Json::Null);
+        let queue = num(&q, "log_lines") + num(&q, "run_entries");
+        let lag = c
+            .get("lag_seconds")
+            .and_then(Json::as_f64)
+            .map(|l| format!("{l:.0}s"))
+            .unwrap_or_else(|| "-".into());
+        let mut state = state_text(c.get("state"));
+        state.truncate(22);
+        let _ = writeln!(
+            out,
+            "{:<10} {:<24} {:<22} {:>8} {:>8} {:>8.1} {:>7}",
+            if name.is_empty() { "\"\"" } else { name },
+            c.get("replica").and_then(Json::as_str).unwrap_or(""),
+            state,
+            queue,
+            lag,
+            c.get("rate_per_sec").and_then(Json::as_f64).unwrap_or(0.0),
+            c.get("counters").map(|k| num(k, "errors")).unwrap_or(0),
+        );
+        for w in c
+            .get("workers")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(user) = w.get("user").and_then(Json::as_str) {
+                let _ = writeln!(
+                    out,
+                    "  worker {}: {user} {} {} ({}/{} messages)",
+                    num(w, "id"),
+                    w.get("mailbox").and_then(Json::as_str).unwrap_or(""),
+                    w.get("phase").and_then(Json::as_str).unwrap_or(""),
+                    num(w, "messages_done"),
+                    num(w, "messages_total"),
+                );
+            }
+        }
+        if let Some(e) = c.get("last_error").filter(|e| !e.is_null()) {
+            let _ = writeln!(
+                out,
+                "  last error: {}{}",
+                e.get("code")
+                    .and_then(Json::as_str)
+                    .map(|c| format!("{c}: "))
+                    .unwrap_or_default(),
+                e.get("message").and_then(Json::as_str).unwrap_or("")
+            );
+            if let Some(h) = e.get("hint").and_then(Json::as_str) {
+                let _ = writeln!(out, "  hint: {h}");
+            }
+        }
+    }
+    out
+}
