@@ -120,7 +120,13 @@ pub fn render(d: &Daemon) -> Json {
         .iter()
         .flat_map(|v| {
             v.events.iter().map(move |e| {
-                json!({"at_unix": e.at_unix, "channel": v.name, "level": e.level, "text": e.text})
+                let level = match e.level {
+                    "error" => "Error",
+                    "warn" => "Warn",
+                    "notice" => "Notice",
+                    _ => "Info",
+                };
+                json!({"at_unix": e.at_unix, "channel": v.name, "level": level, "text": e.text})
             })
         })
         .collect();

@@ -459,7 +459,12 @@ impl Session {
         let mut buf = vec![0u8; 64 * 1024];
         for fragment in &encoded.fragments {
             match fragment {
-                Fragment::Bytes(b) => self.conn.write(b, what).await?,
+                Fragment::Bytes(b) => {
+                    if tracing::enabled!(tracing::Level::TRACE) {
+                        tracing::trace!(peer = self.conn.peer(), "C: {}", trace_text(b));
+                    }
+                    self.conn.write(b, what).await?
+                }
                 Fragment::File(file) => {
                     let mut left = file.size;
                     while left > 0 {
@@ -512,6 +517,9 @@ impl Session {
                     Event::FileLiteralChunk(c) => sink.chunk(c),
                     Event::FileLiteralEnd => sink.end(),
                     Event::Message(resp) => {
+                        if tracing::enabled!(tracing::Level::TRACE) {
+                            tracing::trace!(peer = self.conn.peer(), "S: {}", trace_response(&resp));
+                        }
                         if self.judge(resp, tag, what, &mut items)? {
                             return Ok(items);
                         }
@@ -620,6 +628,21 @@ impl Session {
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), self.command(cmd)).await;
         self.conn.shutdown().await;
+    }
+}
+
+/// A protocol-trace line: the first 200 characters of the first line.
+/// Commands never carry secrets after authentication (SASL exchanges are
+/// not traced at all), so no further redaction is needed here.
+fn trace_text(bytes: &[u8]) -> String {
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or(bytes);
+    shorten(String::from_utf8_lossy(line).trim_end())
+}
+
+fn trace_response(resp: &Response) -> String {
+    match resp.encode().and_then(|e| e.into_bytes()) {
+        Ok(bytes) => trace_text(&bytes),
+        Err(_) => format!("{:?}", resp.name()),
     }
 }
 
