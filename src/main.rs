@@ -73,6 +73,7 @@ fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Sync(args) => {
+            init_logging_oneshot(cli.verbose);
             let ch = oneshot::channel(config, args.channel.as_deref())?;
             let items = selection(config, &args.selection)?;
             let started = std::time::Instant::now();
@@ -89,6 +90,7 @@ fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Verify(args) => {
+            init_logging_oneshot(cli.verbose);
             let ch = oneshot::channel(config, args.channel.as_deref())?;
             let items = selection(config, &args.selection)?;
             let checked = items.len();
@@ -160,12 +162,29 @@ fn load_previous(settings: &Settings, named: &[ChannelName]) -> anyhow::Result<V
         .collect())
 }
 
+/// One-shot commands log warnings (TLS not verified, CRC retries) to stderr;
+/// `-v` for progress details, `-vv` for the protocol trace.
+fn init_logging_oneshot(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn init_logging(verbose: u8, file: Option<&std::path::Path>) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "info",
         1 => "debug",
-        _ => "trace",
+        _ => "cyrsync=trace,info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);

@@ -437,6 +437,8 @@ async fn compare_mailboxes(
                     scope: scope.clone(),
                     what: format!("UID {} missing on the replica", rec.uid),
                 }),
+                // Both expunged: Cyrus freezes such a record on the replica.
+                Some(x) if x.expunged && rec.expunged => {}
                 Some(x) if x.value() != rec.value() => {
                     let detail = match (rec.value().as_kvlist(), x.value().as_kvlist()) {
                         (Some(a), Some(b)) => diff_kvlists(a, b)

@@ -530,9 +530,13 @@ impl Engine {
         // Records to send: changed since the replica's view, or — in full
         // mode — every record that is not identical on the replica.
         let send: Vec<&Record> = match mode {
-            Mode::Since | Mode::NoSince => {
-                records.iter().filter(|r| r.modseq > since_modseq).collect()
-            }
+            // New messages always go, whatever their modseq: a replica
+            // whose HIGHESTMODSEQ was raised by local changes must not hide
+            // the master's appends from the filter.
+            Mode::Since | Mode::NoSince => records
+                .iter()
+                .filter(|r| r.modseq > since_modseq || u64::from(r.uid) > remote_last_uid)
+                .collect(),
             Mode::Full => {
                 let replica_records = match remote {
                     Some(r) => {
@@ -565,6 +569,10 @@ impl Engine {
                         None if !r.expunged => {
                             diverged.push(format!("UID {uid} exists only on the replica"));
                         }
+                        // Appended on the master under a UID the replica
+                        // already counts as used: only renumbering on the
+                        // master (as sync_client does locally) can fix it.
+                        None => {}
                         Some(m) if m.guid != r.guid => {
                             diverged.push(format!("UID {uid} holds another message on each side"));
                         }
@@ -607,7 +615,19 @@ impl Engine {
                         ),
                     });
                 }
-                if !expunge.is_empty() {
+                let replica_last_uid = remote.map(MailboxState::last_uid).unwrap_or(0);
+                for m in records {
+                    if !m.expunged
+                        && u64::from(m.uid) <= replica_last_uid
+                        && !theirs.contains_key(&m.uid)
+                    {
+                        diverged.push(format!(
+                            "UID {} is on the master but the replica already counts it as used (its LAST_UID is {replica_last_uid}); the message must be given a new UID on the master",
+                            m.uid
+                        ));
+                    }
+                }
+                if !expunge.is_empty() && diverged.is_empty() {
                     self.apply(
                         "EXPUNGE",
                         Value::kvlist(

@@ -518,7 +518,11 @@ impl Session {
                     Event::FileLiteralEnd => sink.end(),
                     Event::Message(resp) => {
                         if tracing::enabled!(tracing::Level::TRACE) {
-                            tracing::trace!(peer = self.conn.peer(), "S: {}", trace_response(&resp));
+                            tracing::trace!(
+                                peer = self.conn.peer(),
+                                "S: {}",
+                                trace_response(&resp)
+                            );
                         }
                         if self.judge(resp, tag, what, &mut items)? {
                             return Ok(items);
