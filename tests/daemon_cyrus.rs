@@ -139,6 +139,17 @@ fn rolling_two_channels_converge() {
     assert_eq!(log_lines(&pair, None), 0);
     assert_eq!(log_lines(&pair, Some("chan2")), 0);
 
+    // Idle CPU, for the record (printed, not asserted: see BENCHMARKS.md).
+    let ticks = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = ticks(daemon.0.id());
+    std::thread::sleep(Duration::from_secs(10));
+    let used = ticks(daemon.0.id()) - before;
+    eprintln!("idle daemon CPU: {used} clock ticks in 10 s (two channels, shutdown files configured)");
+
     // A second consumer on the same channel is refused.
     let out = Command::new(bin())
         .arg("-C")
