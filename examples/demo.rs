@@ -85,6 +85,9 @@ fn main() {
     alice.ok("STORE 1:10 +FLAGS (\\Flagged)");
     alice.ok("COPY 1:5 INBOX.Projects");
 
+    // What the daemon says while it works (exit 1 would mean a channel error).
+    run(&["status"]);
+
     let deadline = Instant::now() + Duration::from_secs(60);
     let converged = loop {
         let ok = ["alice", "bob"].iter().all(|u| {
@@ -106,6 +109,7 @@ fn main() {
         "\n==> replica converged: {converged} ({:.1}s after the first delivery)",
         started.elapsed().as_secs_f64()
     );
+    run(&["status"]);
     run(&["verify", "-u", "alice", "-u", "bob"]);
     run(&["verify", "-n", "chan2", "-u", "alice", "-u", "bob"]);
 
