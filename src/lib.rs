@@ -14,5 +14,6 @@ pub mod model;
 pub mod oneshot;
 pub mod proto;
 pub mod snippet;
+pub mod status;
 pub mod status_cmd;
 pub mod synclog;

@@ -148,7 +148,9 @@ fn rolling_two_channels_converge() {
     let before = ticks(daemon.0.id());
     std::thread::sleep(Duration::from_secs(10));
     let used = ticks(daemon.0.id()) - before;
-    eprintln!("idle daemon CPU: {used} clock ticks in 10 s (two channels, shutdown files configured)");
+    eprintln!(
+        "idle daemon CPU: {used} clock ticks in 10 s (two channels, shutdown files configured)"
+    );
 
     // A second consumer on the same channel is refused.
     let out = Command::new(bin())

@@ -81,6 +81,12 @@ pub struct SessionView {
     pub reconnects: u64,
     /// Backoff deadline.
     pub backoff_until: Option<Instant>,
+    /// The command waiting for its answer, and since when.
+    pub in_flight: Option<(String, Instant)>,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
 }
 
 /// Counters since start.
