@@ -4,75 +4,15 @@
 //! answers or a channel is in error.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
 
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
-/// Why no snapshot could be had.
-#[derive(Debug, thiserror::Error)]
-pub enum StatusError {
-    /// Nothing listens on the socket.
-    #[error(
-        "no cyrsync daemon answers on {path} ({source}); start one with `service cyrsync start` (FreeBSD) or `cyrsync run`"
-    )]
-    NotRunning {
-        /// The socket.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The daemon answered something unexpected.
-    #[error("the daemon on {path} answered unexpectedly: {detail}")]
-    Protocol {
-        /// The socket.
-        path: String,
-        /// What.
-        detail: String,
-    },
-}
+use crate::status::client::{Client, ClientError};
 
-/// Connects, says hello and returns one snapshot.
-pub fn fetch(path: &Path) -> Result<Json, StatusError> {
-    let shown = path.display().to_string();
-    let not_running = |source| StatusError::NotRunning {
-        path: shown.clone(),
-        source,
-    };
-    let stream = UnixStream::connect(path).map_err(not_running)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(not_running)?;
-    let mut writer = stream.try_clone().map_err(not_running)?;
-    let mut reader = BufReader::new(stream);
-    let mut ask = |req: Json| -> Result<Json, StatusError> {
-        let mut line = req.to_string();
-        line.push('\n');
-        writer.write_all(line.as_bytes()).map_err(not_running)?;
-        let mut answer = String::new();
-        reader.read_line(&mut answer).map_err(not_running)?;
-        serde_json::from_str(&answer).map_err(|e| StatusError::Protocol {
-            path: shown.clone(),
-            detail: e.to_string(),
-        })
-    };
-    let hello = ask(json!({"hello": super::daemon::control::PROTOCOL_VERSION}))?;
-    if let Some(e) = hello.get("error") {
-        return Err(StatusError::Protocol {
-            path: shown.clone(),
-            detail: e.to_string(),
-        });
-    }
-    let answer = ask(json!({"cmd": "snapshot"}))?;
-    answer
-        .get("snapshot")
-        .cloned()
-        .ok_or_else(|| StatusError::Protocol {
-            path: shown.clone(),
-            detail: answer.to_string(),
-        })
+/// Connects, says hello and returns one snapshot as the daemon sent it.
+pub fn fetch(path: &Path) -> Result<Json, ClientError> {
+    Client::connect(path, Some(std::time::Duration::from_secs(10)))?.snapshot_json()
 }
 
 /// Whether any channel is in error (or backing off after one).

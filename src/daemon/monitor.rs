@@ -9,6 +9,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::engine::{Observer, Phase};
+use crate::proto::session::SessionObserver;
+use crate::proto::stream::Traffic;
 
 /// Seconds since the epoch.
 pub fn unix_now() -> u64 {
@@ -157,6 +159,21 @@ pub struct EventView {
     pub text: String,
 }
 
+/// One line of the protocol tail: a command sent or its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolLineView {
+    /// When (unix seconds).
+    pub at_unix: u64,
+    /// Worker index.
+    pub worker: usize,
+    /// `master` or `replica`.
+    pub side: &'static str,
+    /// `C` for a command, `S` for its answer.
+    pub dir: char,
+    /// The command's first line (shortened), or the answer with its time.
+    pub text: String,
+}
+
 /// A channel's whole state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelView {
@@ -184,9 +201,12 @@ pub struct ChannelView {
     pub history: VecDeque<(u64, f64, f64)>,
     /// `sync_timeout` in seconds.
     pub timeout_secs: u64,
+    /// The last commands and answers of all sessions, newest last.
+    pub protocol: VecDeque<ProtocolLineView>,
 }
 
 const EVENTS: usize = 64;
+const PROTOCOL_TAIL: usize = 200;
 const HISTORY: usize = 120;
 
 /// Shared, cheap-to-clone handle on one channel's state.
@@ -233,6 +253,7 @@ impl ChannelMonitor {
                 events: VecDeque::new(),
                 history: VecDeque::new(),
                 timeout_secs,
+                protocol: VecDeque::new(),
             })),
             changed,
         }
@@ -291,6 +312,59 @@ impl ChannelMonitor {
             monitor: self.clone(),
             id,
         })
+    }
+
+    /// An observer feeding session `slot` (`2 * worker` for the master
+    /// session, `2 * worker + 1` for the replica's).
+    pub fn session_observer(&self, slot: usize) -> Arc<dyn SessionObserver> {
+        Arc::new(SessionSlot {
+            monitor: self.clone(),
+            slot,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct SessionSlot {
+    monitor: ChannelMonitor,
+    slot: usize,
+}
+
+impl SessionSlot {
+    fn record(&self, v: &mut ChannelView, dir: char, text: String) {
+        let side = v.sessions.get(self.slot).map(|s| s.side).unwrap_or("?");
+        v.protocol.push_back(ProtocolLineView {
+            at_unix: unix_now(),
+            worker: self.slot / 2,
+            side,
+            dir,
+            text,
+        });
+        while v.protocol.len() > PROTOCOL_TAIL {
+            v.protocol.pop_front();
+        }
+    }
+}
+
+impl SessionObserver for SessionSlot {
+    fn sent(&self, what: &str, line: &str) {
+        self.monitor.update(|v| {
+            if let Some(s) = v.sessions.get_mut(self.slot) {
+                s.in_flight = Some((what.to_string(), Instant::now()));
+            }
+            self.record(v, 'C', line.to_string());
+        });
+    }
+
+    fn answered(&self, _what: &str, outcome: &str, elapsed: std::time::Duration, t: Traffic) {
+        self.monitor.update(|v| {
+            if let Some(s) = v.sessions.get_mut(self.slot) {
+                s.in_flight = None;
+                s.bytes_in = t.wire_in;
+                s.bytes_out = t.wire_out;
+            }
+            self.record(v, 'S', format!("{outcome} ({} ms)", elapsed.as_millis()));
+        });
     }
 }
 

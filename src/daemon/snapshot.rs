@@ -7,8 +7,8 @@ use super::Daemon;
 use super::monitor::{ChannelState as S, ChannelView, unix_now};
 use crate::engine::Phase;
 use crate::status::{
-    ChannelState, ChannelStatus, Counters, ErrorInfo, Event, HistoryPoint, Queue, Session,
-    Snapshot, Worker,
+    ChannelState, ChannelStatus, Counters, ErrorInfo, Event, HistoryPoint, ProtocolLine, Queue,
+    Session, Snapshot, Worker,
 };
 
 fn state(v: &ChannelView) -> ChannelState {
@@ -131,6 +131,17 @@ pub fn channel(v: &ChannelView) -> ChannelStatus {
                 at_unix: *at,
                 actions_per_sec: *rate,
                 lag_seconds: *lag,
+            })
+            .collect(),
+        protocol: v
+            .protocol
+            .iter()
+            .map(|p| ProtocolLine {
+                at_unix: p.at_unix,
+                worker: p.worker as u64,
+                side: p.side.to_string(),
+                dir: p.dir.to_string(),
+                text: p.text.clone(),
             })
             .collect(),
     }

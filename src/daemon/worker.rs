@@ -62,9 +62,11 @@ impl Worker {
             })?;
         let mut source = ConnectOptions::source(&self.channel);
         source.enable_sieve_mailbox = true;
-        let s = Session::connect(&source).await?;
-        let t = Session::connect(&target).await?;
+        let mut s = Session::connect(&source).await?;
+        let mut t = Session::connect(&target).await?;
         let id = self.id;
+        s.set_observer(self.monitor.session_observer(2 * id));
+        t.set_observer(self.monitor.session_observer(2 * id + 1));
         let (si, ti) = (s.info().clone(), t.info().clone());
         self.monitor.update(|v| {
             for (slot, info) in [(2 * id, &si), (2 * id + 1, &ti)] {
@@ -99,6 +101,7 @@ impl Worker {
             for slot in [2 * id, 2 * id + 1] {
                 if let Some(sv) = v.sessions.get_mut(slot) {
                     sv.connected = false;
+                    sv.in_flight = None;
                 }
             }
         });

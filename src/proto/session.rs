@@ -24,7 +24,8 @@ use super::tls::{self, TlsClient, VerifyMode};
 use crate::config::endpoint::{CSYNC_PORT, IMAP_PORT};
 use crate::config::{ChannelConfig, Credentials, Host, Peer, TlsSettings};
 use crate::dlist::{
-    Command, Event, FileLiteral, Fragment, Limits, Response, ResponseParser, StatusKind, StatusTag,
+    Command, Encoded, Event, FileLiteral, Fragment, Limits, Response, ResponseParser, StatusKind,
+    StatusTag,
 };
 
 /// Everything needed to open a session to one peer.
@@ -204,6 +205,18 @@ pub struct InFlight {
     pub since: Instant,
 }
 
+/// Told about every command of a session, for the status view: what is in
+/// flight (the timeout gauges) and a short protocol tail. It receives only the
+/// first line of each command, shortened, and never anything of the SASL
+/// exchange, which happens before an observer can be attached.
+pub trait SessionObserver: Send + Sync + std::fmt::Debug {
+    /// `what` (`GET MAILBOXES`) was sent; `line` is its first line, shortened.
+    fn sent(&self, what: &str, line: &str);
+    /// Its answer arrived (`outcome` is `OK`, `NO IMAP_… text`, or the
+    /// transport error) after `elapsed`; `traffic` is the session's total.
+    fn answered(&self, what: &str, outcome: &str, elapsed: Duration, traffic: Traffic);
+}
+
 /// An open, authenticated replication session.
 #[derive(Debug)]
 pub struct Session {
@@ -212,6 +225,7 @@ pub struct Session {
     info: SessionInfo,
     next_tag: u32,
     in_flight: Option<InFlight>,
+    observer: Option<std::sync::Arc<dyn SessionObserver>>,
 }
 
 impl Session {
@@ -383,6 +397,7 @@ impl Session {
             info,
             next_tag,
             in_flight: None,
+            observer: None,
         };
         if opts.enable_sieve_mailbox && session.info.capabilities.sieve_mailbox {
             // sync_client announces that it replicates sieve scripts as
@@ -411,6 +426,11 @@ impl Session {
         self.conn.traffic()
     }
 
+    /// Reports every further command to `observer`.
+    pub fn set_observer(&mut self, observer: std::sync::Arc<dyn SessionObserver>) {
+        self.observer = Some(observer);
+    }
+
     /// Sends a command without file bodies and collects its untagged answers.
     pub async fn command(&mut self, cmd: Command) -> Result<Vec<Response>, ProtoError> {
         self.command_streaming(cmd, &mut NoBodies, &mut NoBodies)
@@ -434,28 +454,44 @@ impl Session {
                 (cmd.for_imap(t.clone()), Some(t))
             }
         };
+        let since = Instant::now();
         self.in_flight = Some(InFlight {
             what: what.clone(),
-            since: Instant::now(),
+            since,
         });
-        let result = self
-            .exchange(&cmd, tag.as_deref(), &what, source, sink)
-            .await;
+        let result = match cmd.encode() {
+            Ok(encoded) => {
+                if let Some(o) = &self.observer {
+                    let line = match encoded.fragments.first() {
+                        Some(Fragment::Bytes(b)) => trace_text(b),
+                        _ => what.clone(),
+                    };
+                    o.sent(&what, &line);
+                }
+                self.exchange(&encoded, tag.as_deref(), &what, source, sink)
+                    .await
+            }
+            Err(e) => Err(self.unexpected(&what, e.to_string())),
+        };
         self.in_flight = None;
+        if let Some(o) = &self.observer {
+            let outcome = match &result {
+                Ok(_) => "OK".to_string(),
+                Err(e) => shorten(&e.to_string()),
+            };
+            o.answered(&what, &outcome, since.elapsed(), self.conn.traffic());
+        }
         result
     }
 
     async fn exchange(
         &mut self,
-        cmd: &Command,
+        encoded: &Encoded,
         tag: Option<&str>,
         what: &str,
         source: &mut (dyn BodySource + Send),
         sink: &mut (dyn BodySink + Send),
     ) -> Result<Vec<Response>, ProtoError> {
-        let encoded = cmd
-            .encode()
-            .map_err(|e| self.unexpected(what, e.to_string()))?;
         let mut buf = vec![0u8; 64 * 1024];
         for fragment in &encoded.fragments {
             match fragment {

@@ -5,6 +5,8 @@
 //! so that a newer daemon and an older TUI still understand each other within
 //! one protocol version.
 
+pub mod client;
+
 use serde::{Deserialize, Serialize};
 
 /// The whole daemon at one instant.
@@ -105,6 +107,9 @@ pub struct ChannelStatus {
     pub last_error: Option<ErrorInfo>,
     /// Throughput and lag samples, oldest first.
     pub history: Vec<HistoryPoint>,
+    /// The last commands and answers of the channel's sessions, oldest
+    /// first: first lines only, never a SASL exchange.
+    pub protocol: Vec<ProtocolLine>,
 }
 
 impl ChannelStatus {
@@ -251,5 +256,21 @@ pub struct Event {
     /// `Info`, `Notice`, `Warn`, `Error`.
     pub level: String,
     /// What happened.
+    pub text: String,
+}
+
+/// One line of the protocol tail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProtocolLine {
+    /// When (unix seconds).
+    pub at_unix: u64,
+    /// Worker index.
+    pub worker: u64,
+    /// `master` or `replica`.
+    pub side: String,
+    /// `C` for a command, `S` for its answer.
+    pub dir: String,
+    /// The command's first line (shortened), or the answer and its time.
     pub text: String,
 }
