@@ -36,6 +36,8 @@ pub enum Command {
     Sync(SyncArgs),
     /// Show what the running daemon is doing.
     Status(StatusArgs),
+    /// Watch and steer replication in a terminal dashboard.
+    Tui(TuiArgs),
     /// Compare master and replica without changing either; exit 1 if they differ.
     Verify(VerifyArgs),
 }
@@ -50,6 +52,34 @@ pub struct StatusArgs {
     /// The daemon's control socket (default: `cyrsync_control_socket`).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+}
+
+/// Arguments of `cyrsync tui`.
+#[derive(Debug, Args)]
+pub struct TuiArgs {
+    /// The daemon's control socket (default: `cyrsync_control_socket`).
+    #[arg(long, value_name = "PATH", conflicts_with = "standalone")]
+    pub socket: Option<PathBuf>,
+
+    /// Replicate in this process instead of attaching to a daemon.
+    #[arg(long)]
+    pub standalone: bool,
+
+    /// With --standalone: only these channels (`""` for the default); repeatable.
+    #[arg(
+        short = 'n',
+        long = "channel",
+        value_name = "CHANNEL",
+        requires = "standalone"
+    )]
+    pub channels: Vec<String>,
+}
+
+impl TuiArgs {
+    /// The channels named with `-n`.
+    pub fn channel_names(&self) -> Vec<ChannelName> {
+        self.channels.iter().map(|c| ChannelName::new(c)).collect()
+    }
 }
 
 /// Arguments of `cyrsync run`.

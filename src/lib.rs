@@ -17,3 +17,4 @@ pub mod snippet;
 pub mod status;
 pub mod status_cmd;
 pub mod synclog;
+pub mod tui;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cyrsync::check;
-use cyrsync::cli::{Cli, Command, RunArgs, Selection};
+use cyrsync::cli::{Cli, Command, RunArgs, Selection, TuiArgs};
 use cyrsync::config::{ChannelConfig, ChannelName, ImapdConf, Settings};
 use cyrsync::config::{ConfigError, DEFAULT_CONFIG_PATH};
 use cyrsync::daemon::{Daemon, Exit};
@@ -71,6 +71,18 @@ fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Tui(args) if args.standalone => run_standalone(cli, config, args),
+        Command::Tui(args) => {
+            let socket = match &args.socket {
+                Some(p) => p.clone(),
+                None => {
+                    let conf = ImapdConf::load(config)?;
+                    Settings::resolve(&conf, &[])?.control_socket
+                }
+            };
+            cyrsync::tui::run(&socket, false)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Sync(args) => {
             init_logging_oneshot(cli.verbose);
@@ -152,6 +164,66 @@ fn run_daemon(cli: &Cli, config: &std::path::Path, args: &RunArgs) -> anyhow::Re
             },
         }
     }
+}
+
+/// `cyrsync tui --standalone`: the daemon on a thread of this process, with a
+/// private control socket, and the TUI attached to it.
+fn run_standalone(cli: &Cli, config: &std::path::Path, args: &TuiArgs) -> anyhow::Result<ExitCode> {
+    let named = args.channel_names();
+    let conf = ImapdConf::load(config)?;
+    let settings = Settings::resolve(&conf, &named)?;
+    let channels: Vec<ChannelConfig> = settings
+        .channels_to_run(&named)?
+        .into_iter()
+        .cloned()
+        .collect();
+    for w in &settings.warnings {
+        eprintln!("cyrsync: warning: {w}");
+    }
+    // Log lines would tear the screen: the TUI shows events; the full log
+    // goes to cyrsync_log_file when there is one.
+    if let Some(path) = settings.log_file.as_deref() {
+        init_logging(cli.verbose, Some(path))?;
+    }
+    drop_privileges(&settings.run_as_user)?;
+    // Mode 0700, owned by the user we now are: nobody else can steer us.
+    let dir = tempfile::Builder::new().prefix("cyrsync-tui-").tempdir()?;
+    let socket = dir.path().join("control");
+    let daemon = Daemon::new(&channels);
+    let handle = daemon.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(16 << 20)
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let daemon_socket = socket.clone();
+    let worker = std::thread::spawn(move || {
+        let result = rt.block_on(daemon.run(channels, Some(&daemon_socket)));
+        let _ = done_tx.send(result.as_ref().err().map(ToString::to_string));
+        result
+    });
+    // A channel that cannot start (its log is taken by another consumer)
+    // fails at once: say so here rather than in an empty dashboard.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        if let Ok(Some(e)) = done_rx.try_recv() {
+            anyhow::bail!("{e}");
+        }
+        if socket.exists() && started.elapsed() > std::time::Duration::from_millis(500) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ui = cyrsync::tui::run(&socket, true);
+    let _ = handle.stop.send(true);
+    eprintln!("cyrsync: finishing the current actions…");
+    let daemon_result = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the replication thread panicked"))?;
+    ui?;
+    daemon_result?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_previous(settings: &Settings, named: &[ChannelName]) -> anyhow::Result<Vec<ChannelConfig>> {
