@@ -145,16 +145,22 @@ pub async fn run_channel(
                 tokio::select! {
                     _ = tokio::time::sleep_until(next.into()) => {}
                     _ = control.sync_now.notified() => {}
+                    // A pause shows at once, not at the next run.
+                    _ = paused_rx.changed() => continue,
                     _ = stop.wait_for(|s| *s) => break,
                 }
             }
         }
         let run = reader.begin()?;
         let Some(mut run) = run else {
-            monitor.update(|v| {
-                if !matches!(v.state, ChannelState::Backoff { .. }) || v.counters.errors == 0 {
+            monitor.update_if(|v| {
+                let idle = (!matches!(v.state, ChannelState::Backoff { .. })
+                    || v.counters.errors == 0)
+                    && v.state != ChannelState::Idle;
+                if idle {
                     v.state = ChannelState::Idle;
                 }
+                idle
             });
             // Sleep until the log changes; wake regularly for the shutdown
             // file and as a fallback when no watcher is available.
@@ -166,6 +172,7 @@ pub async fn run_channel(
             tokio::select! {
                 _ = watch.changed.notified() => {}
                 _ = control.sync_now.notified() => {}
+                _ = paused_rx.changed() => {}
                 _ = tokio::time::sleep(poll) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
@@ -300,19 +307,20 @@ fn publish_queue(reader: &mut Reader, monitor: &ChannelMonitor) {
     } else {
         None
     };
-    let current = monitor.view().queue;
     // Readers are woken only by real changes: an idle daemon stays quiet.
-    if (
-        current.log_bytes,
-        current.log_lines,
-        current.oldest_waiting_unix,
-    ) == (q.log_bytes, q.log_lines, oldest)
-    {
-        return;
-    }
-    monitor.update(|v| {
+    monitor.update_if(|v| {
+        let now = (q.log_bytes, q.log_lines, oldest);
+        if (
+            v.queue.log_bytes,
+            v.queue.log_lines,
+            v.queue.oldest_waiting_unix,
+        ) == now
+        {
+            return false;
+        }
         v.queue.log_bytes = q.log_bytes;
         v.queue.log_lines = q.log_lines;
         v.queue.oldest_waiting_unix = oldest;
+        true
     });
 }

@@ -272,6 +272,15 @@ impl ChannelMonitor {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
+    /// Like [`update`](Self::update), but tells readers only when `f` says
+    /// it changed something: an idle channel must not wake every
+    /// subscriber each time it polls.
+    pub fn update_if(&self, f: impl FnOnce(&mut ChannelView) -> bool) {
+        if f(&mut self.lock()) {
+            self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
     /// A copy of the current state.
     pub fn view(&self) -> ChannelView {
         self.lock().clone()

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod csync;
+pub mod daemon;
 pub mod imap;
 pub mod lmtp;
 pub mod pair;
