@@ -1,7 +1,9 @@
 //! `scripts/demo.sh` runs this: a local Cyrus master and replica, `cyrsync check`
 //! on the master's imapd.conf, then `cyrsync run` replicating a stream of mail
 //! on two channels (csync and IMAP), with `cyrsync status` while it works and
-//! `cyrsync verify` at the end.
+//! `cyrsync verify` at the end. With `--tui` (`scripts/demo.sh --tui`), the
+//! dashboard runs in this terminal while mail keeps arriving; press `q` to
+//! leave it and see the verification.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
@@ -87,6 +89,34 @@ fn main() {
 
     // What the daemon says while it works (exit 1 would mean a channel error).
     run(&["status"]);
+
+    if std::env::args().any(|a| a == "--tui") {
+        println!("\n==> cyrsync tui (mail keeps arriving for alice and bob; q to leave)");
+        std::thread::sleep(Duration::from_secs(2));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let port = pair.master.lmtp_port;
+        let stream = std::thread::spawn(move || {
+            let mut lmtp = Lmtp::connect(port);
+            let mut n = 1000;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                // Bursts now and then, so that the queue and batches show.
+                let burst = if n % 20 == 0 { 150 } else { 3 };
+                for _ in 0..burst {
+                    lmtp.deliver(if n % 3 == 0 { "bob" } else { "alice" }, &message(n, "tui"));
+                    n += 1;
+                }
+                std::thread::sleep(Duration::from_millis(700));
+            }
+        });
+        let _ = Command::new(&cyrsync)
+            .arg("-C")
+            .arg(&conf)
+            .arg("tui")
+            .status();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = stream.join();
+    }
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let converged = loop {

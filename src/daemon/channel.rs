@@ -204,6 +204,7 @@ pub async fn run_channel(
         let users = batch.by_user(&namespace);
         let total: u64 = users.iter().map(|u| u.actions.len() as u64).sum();
         let run_entries = entries.len() as u64;
+        let user_count = users.len();
         monitor.update(|v| {
             v.queue.run_entries = run_entries;
             v.queue.run_total = total;
@@ -272,6 +273,15 @@ pub async fn run_channel(
         }
         let secs = started.elapsed().as_secs_f64().max(0.001);
         monitor.sample(total as f64 / secs, lag);
+        // For the dashboard's event list; at debug level in the log, which
+        // would otherwise get a line per second on a busy master.
+        monitor.event(
+            "debug",
+            format!(
+                "log-run of {run_entries} entries: {total} action(s) for {user_count} user(s) in {}",
+                crate::status::format::duration(secs)
+            ),
+        );
         monitor.update(|v| {
             if relog.is_empty() {
                 v.state = ChannelState::Idle;

@@ -291,6 +291,7 @@ impl ChannelMonitor {
         match level {
             "error" => tracing::error!(channel = %self.lock().name, "{text}"),
             "warn" => tracing::warn!(channel = %self.lock().name, "{text}"),
+            "debug" => tracing::debug!(channel = %self.lock().name, "{text}"),
             _ => tracing::info!(channel = %self.lock().name, "{text}"),
         }
         self.update(|v| {

@@ -6,6 +6,7 @@
 //! one protocol version.
 
 pub mod client;
+pub mod format;
 
 use serde::{Deserialize, Serialize};
 

@@ -10,6 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Sparkline, Table, Wrap};
 
 use super::app::{App, Link, Overlay, Theme, View};
+use crate::status::format::{bytes, duration};
 use crate::status::{ChannelState, ChannelStatus, Snapshot, Worker};
 
 /// The rc.d command administrators know, named when no daemon answers.
@@ -676,39 +677,6 @@ fn draw_help(f: &mut Frame<'_>, app: &App) {
     ));
     lines.push(Line::from("Any key closes this help."));
     draw_prompt(f, app, "help", &lines);
-}
-
-/// `1h02m`, `3m12s`, `45s`, `0.3s`.
-pub fn duration(secs: f64) -> String {
-    if !secs.is_finite() || secs < 0.0 {
-        return "-".into();
-    }
-    if secs < 10.0 && secs.fract() != 0.0 {
-        return format!("{secs:.1}s");
-    }
-    let s = secs as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..=86_399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
-    }
-}
-
-/// `1.2 MB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 /// `HH:MM:SS` (UTC) of a unix time.
