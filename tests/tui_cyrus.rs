@@ -118,7 +118,7 @@ fn tui_pid(shell: u32) -> Option<u32> {
 #[test]
 fn tui_shows_queue_and_progress_pauses_resumes_and_quits_cleanly() {
     let pair = CyrusPair::start();
-    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    let mut daemon = Daemon::start(&pair, &["-n", ""]);
     let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
     admin.ok("CREATE user.perf");
 
@@ -200,6 +200,17 @@ fn tui_shows_queue_and_progress_pauses_resumes_and_quits_cleanly() {
         );
     }
 
+    // The daemon restarts: the TUI says so, then attaches again by itself.
+    drop(daemon);
+    tmux.wait_for("the no-daemon screen", Duration::from_secs(10), |s| {
+        s.contains("No cyrsync daemon answers")
+    });
+    daemon = Daemon::start(&pair, &["-n", ""]);
+    tmux.wait_for("the dashboard again", Duration::from_secs(15), |s| {
+        s.contains("● live") && s.contains("CHANNEL")
+    });
+    assert!(daemon.0.try_wait().unwrap().is_none());
+
     // q leaves: exit 0, the shell's screen is back, canonical mode restored.
     tmux.keys(&["q"]);
     let after = tmux.wait_for("the shell after q", Duration::from_secs(10), |s| {
@@ -239,4 +250,41 @@ fn tui_says_clearly_when_no_daemon_runs() {
     tmux.wait_for("exit 0", Duration::from_secs(10), |s| {
         s.contains("TUI-EXIT=0")
     });
+}
+
+#[test]
+fn standalone_tui_replicates_in_process_and_stops_with_q() {
+    let pair = CyrusPair::start();
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.bob");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for n in 0..30 {
+        lmtp.deliver("bob", &support::lmtp::message(n, "standalone"));
+    }
+    let command = format!(
+        "{} -C {} tui --standalone -n ''; echo TUI-EXIT=$?; sleep 600",
+        bin().display(),
+        pair.master.imapd_conf().display()
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    tmux.wait_for("the standalone dashboard", Duration::from_secs(15), |s| {
+        s.contains("standalone") && s.contains("● live")
+    });
+    converge(&pair, &["-u", "bob"], Duration::from_secs(30));
+    tmux.wait_for("the replicated messages", Duration::from_secs(10), |s| {
+        s.contains("30 messages")
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for("exit 0", Duration::from_secs(20), |s| {
+        s.contains("TUI-EXIT=0")
+    });
+    // The in-process daemon is gone with it: the channel's lock is free, so
+    // a daemon starts (a held lock makes it exit at once).
+    let mut daemon = Daemon::start(&pair, &["-n", ""]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        daemon.0.try_wait().unwrap().is_none(),
+        "{}",
+        std::fs::read_to_string(pair.dir.join("cyrsync.log")).unwrap_or_default()
+    );
 }
