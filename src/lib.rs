@@ -14,6 +14,7 @@ pub mod model;
 pub mod oneshot;
 pub mod proto;
 pub mod snippet;
+pub mod source;
 pub mod status;
 pub mod status_cmd;
 pub mod synclog;

@@ -202,7 +202,7 @@ pub async fn sync(
         batch_size: ch.batch_size as usize,
         ..EngineOptions::default()
     };
-    let mut engine = Some(Engine::new(s, t, options.clone()));
+    let mut engine = Some(new_engine(s, t, &options, ch));
     let mut report = SyncReport::default();
     let (kind, list) = match items {
         Selection::Users(u) => ("user", u),
@@ -215,7 +215,7 @@ pub async fn sync(
             Some(e) => e,
             None => {
                 let (s, t) = open(ch).await?;
-                engine.insert(Engine::new(s, t, options.clone()))
+                engine.insert(new_engine(s, t, &options, ch))
             }
         };
         let result: Result<(), EngineError> = match kind {
@@ -254,6 +254,8 @@ fn accumulate(into: &mut SyncStats, from: &SyncStats) {
     into.crc_mismatches += from.crc_mismatches;
     into.copied_back += from.copied_back;
     into.full_reads.extend(from.full_reads.iter().cloned());
+    into.local_reads += from.local_reads;
+    into.local_fallbacks += from.local_fallbacks;
 }
 
 /// Human summary of a sync run.
@@ -300,6 +302,13 @@ pub fn render_sync(report: &SyncReport, elapsed: std::time::Duration) -> String 
             out,
             "{} full mailbox read(s) on the master; longest: {slowest}",
             s.full_reads.len()
+        );
+    }
+    if s.local_reads + s.local_fallbacks > 0 {
+        let _ = writeln!(
+            out,
+            "{} mailbox(es) read from the master's index files, {} left to GET FULLMAILBOX",
+            s.local_reads, s.local_fallbacks
         );
     }
     for (item, why) in &report.failures {
@@ -578,4 +587,18 @@ mod tests {
     fn json_escaping() {
         assert_eq!(json_string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
     }
+}
+
+/// An engine reading the master's index files where it can.
+fn new_engine(
+    s: crate::proto::session::Session,
+    t: crate::proto::session::Session,
+    options: &EngineOptions,
+    ch: &ChannelConfig,
+) -> Engine {
+    let mut engine = Engine::new(s, t, options.clone());
+    if let Some(reader) = crate::source::local::LocalReader::for_channel(ch) {
+        engine.set_local_reader(reader);
+    }
+    engine
 }

@@ -155,6 +155,9 @@ pub struct ChannelConfig {
     pub workers: usize,
     /// `cyrsync_master_reader`.
     pub master_reader: MasterReader,
+    /// The imapd.conf this was read from (the master's own, on the master
+    /// host), for Cyrus tools such as `mbpath`.
+    pub imapd_conf: PathBuf,
     /// `cyrsync_cache_path`.
     pub cache_path: PathBuf,
 }
@@ -586,6 +589,7 @@ impl<'a> Resolver<'a> {
             allow_plaintext,
             workers,
             master_reader,
+            imapd_conf: self.conf.path.clone(),
             cache_path,
         };
         let explained = self.explain(name, &config);

@@ -116,6 +116,10 @@ pub struct Counters {
     pub applies: u64,
     /// Malformed log lines set aside.
     pub malformed: u64,
+    /// Mailboxes read from the master's index files.
+    pub local_reads: u64,
+    /// Mailboxes the local reader left to `GET FULLMAILBOX`.
+    pub local_fallbacks: u64,
 }
 
 /// The last error with its Cyrus code and a hint.

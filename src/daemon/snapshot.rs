@@ -117,6 +117,8 @@ pub fn channel(v: &ChannelView) -> ChannelStatus {
             errors: v.counters.errors,
             applies: v.counters.applies,
             relogged: v.counters.relogged,
+            local_reads: v.counters.local_reads,
+            local_fallbacks: v.counters.local_fallbacks,
         },
         last_error: v.last_error.as_ref().map(|e| ErrorInfo {
             at_unix: e.at_unix,

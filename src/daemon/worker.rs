@@ -11,6 +11,7 @@ use super::monitor::{ChannelMonitor, ChannelState, ErrorView, unix_now};
 use crate::config::ChannelConfig;
 use crate::engine::{Engine, EngineError, EngineOptions};
 use crate::proto::session::{ConnectOptions, Session};
+use crate::source::local::LocalReader;
 use crate::synclog::{LogEntry, SyncAction, UserBatch};
 
 /// What became of a user's actions.
@@ -89,6 +90,9 @@ impl Worker {
             },
         );
         engine.set_observer(self.monitor.worker_observer(self.id));
+        if let Some(reader) = LocalReader::for_channel(&self.channel) {
+            engine.set_local_reader(reader);
+        }
         self.engine = Some(engine);
         self.seen = Default::default();
         Ok(())
@@ -266,6 +270,8 @@ impl Worker {
             c.bytes += now.bytes_uploaded.saturating_sub(was.bytes_uploaded);
             c.applies += now.applies.saturating_sub(was.applies);
             c.crc_mismatches += now.crc_mismatches.saturating_sub(was.crc_mismatches);
+            c.local_reads += now.local_reads.saturating_sub(was.local_reads);
+            c.local_fallbacks += now.local_fallbacks.saturating_sub(was.local_fallbacks);
         });
     }
 

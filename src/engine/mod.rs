@@ -19,6 +19,7 @@ use crate::model::{
 };
 use crate::proto::ProtoError;
 use crate::proto::session::Session;
+use crate::source::local::{LocalError, LocalReader};
 use spool::Spool;
 
 /// Why an action could not be completed.
@@ -116,6 +117,10 @@ pub struct SyncStats {
     pub copied_back: u64,
     /// Mailboxes read in full on the master, with how long the answer took.
     pub full_reads: Vec<(String, Duration)>,
+    /// Mailboxes whose records came from the master's `cyrus.index`.
+    pub local_reads: u64,
+    /// Mailboxes the local reader left to `GET FULLMAILBOX`.
+    pub local_fallbacks: u64,
 }
 
 /// What the engine is doing, for the status view.
@@ -151,6 +156,8 @@ pub struct Engine {
     /// the one being updated (sync_client lists the mailboxes of the batch).
     reserve_scope: Vec<String>,
     observer: Option<std::sync::Arc<dyn Observer>>,
+    /// Reads records from the master's index files, when on the master host.
+    local: Option<LocalReader>,
 }
 
 /// Most mailbox names in one `APPLY RESERVE`.
@@ -169,7 +176,14 @@ impl Engine {
             stats: SyncStats::default(),
             reserve_scope: Vec::new(),
             observer: None,
+            local: None,
         }
+    }
+
+    /// Reads changed mailboxes from the master's index files with `reader`
+    /// (`GET FULLMAILBOX` stays the fallback).
+    pub fn set_local_reader(&mut self, reader: LocalReader) {
+        self.local = Some(reader);
     }
 
     /// Reports progress to `observer`.
@@ -444,29 +458,73 @@ impl Engine {
         }
     }
 
-    async fn update_mailbox_once(
-        &mut self,
-        name: &str,
-        remote: Option<MailboxState>,
-        copy_back: bool,
-    ) -> Result<(), EngineError> {
+    /// The master's whole mailbox: from its index files when the local
+    /// reader can vouch for them (a stale read is retried against a fresh
+    /// `GET MAILBOXES` twice), else with `GET FULLMAILBOX`, which holds the
+    /// mailbox's lock on the master for the whole answer.
+    async fn read_master(&mut self, name: &str) -> Result<Option<MailboxState>, EngineError> {
+        if let Some(mut reader) = self.local.take() {
+            for attempt in 0..3 {
+                let listed = Self::get_mailboxes(&mut self.source, &[name.to_string()])
+                    .await?
+                    .into_iter()
+                    .find(|m| m.name() == name);
+                let Some(listed) = listed else {
+                    self.local = Some(reader);
+                    return Ok(None);
+                };
+                let (back, result) = tokio::task::spawn_blocking(move || {
+                    let result = reader.full_mailbox(&listed);
+                    (reader, result)
+                })
+                .await
+                .map_err(|e| EngineError::Diverged {
+                    mailbox: name.to_string(),
+                    detail: format!("local reader: {e}"),
+                })?;
+                reader = back;
+                match result {
+                    Ok(state) => {
+                        self.local = Some(reader);
+                        self.stats.local_reads += 1;
+                        return Ok(Some(state));
+                    }
+                    Err(LocalError::Mismatch { .. }) if attempt < 2 => continue,
+                    Err(e) => {
+                        tracing::debug!("{name}: reading the master with GET FULLMAILBOX: {e}");
+                        self.stats.local_fallbacks += 1;
+                        break;
+                    }
+                }
+            }
+            self.local = Some(reader);
+        }
         let started = Instant::now();
-        self.phase(name, Phase::Get);
         let full = self
             .source
             .command(Command::get("FULLMAILBOX", Value::atom(name)))
             .await;
         let full = match full {
             Ok(items) => mailboxes_from_responses(&items)?.into_iter().next(),
-            // Deleted on the master meanwhile: the delete will be replicated
-            // by its own log entry, as sync_client assumes.
             Err(e) if e.cyrus_code() == Some("IMAP_MAILBOX_NONEXISTENT") => None,
             Err(e) => return Err(e.into()),
         };
         self.stats
             .full_reads
             .push((name.to_string(), started.elapsed()));
-        let Some(full) = full else {
+        Ok(full)
+    }
+
+    async fn update_mailbox_once(
+        &mut self,
+        name: &str,
+        remote: Option<MailboxState>,
+        copy_back: bool,
+    ) -> Result<(), EngineError> {
+        self.phase(name, Phase::Get);
+        let Some(full) = self.read_master(name).await? else {
+            // Deleted on the master meanwhile: the delete will be replicated
+            // by its own log entry, as sync_client assumes.
             return Ok(());
         };
         let records = full.records()?;

@@ -218,6 +218,12 @@ pub struct Counters {
     pub applies: u64,
     /// Actions written back to the log.
     pub relogged: u64,
+    /// Mailboxes read from the master's index files.
+    pub local_reads: u64,
+    /// Mailboxes the local reader left to `GET FULLMAILBOX` (it could not
+    /// vouch for the files: annotations, a concurrent change, a damaged or
+    /// unknown index).
+    pub local_fallbacks: u64,
 }
 
 /// An error with its Cyrus code and a hint.

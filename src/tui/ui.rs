@@ -568,9 +568,11 @@ fn draw_errors_and_events(
     let k = &c.counters;
     lines.insert(0, Line::styled(
         format!(
-            "done: {} actions · {} mailboxes · {} messages ({}) · {} retries · {} CRC mismatches · {} re-logged",
+            "done: {} actions · {} mailboxes ({} from index files, {} fell back) · {} messages ({}) · {} retries · {} CRC mismatches · {} re-logged",
             k.actions,
             k.mailboxes,
+            k.local_reads,
+            k.local_fallbacks,
             k.messages,
             bytes(k.bytes),
             k.retries,

@@ -1,0 +1,261 @@
+//! The local reader: a mailbox's records straight from its `cyrus.index` on
+//! the master host, under the shared lock Cyrus's own readers take, for the
+//! milliseconds of one read. Cyrus's `mbpath` finds the files (uuid or
+//! name-based storage, metapartitions). The mailbox-level fields come from
+//! the protocol's `GET MAILBOXES`, which the engine reads anyway; the index
+//! must agree with them (HIGHESTMODSEQ, LAST_UID, UIDVALIDITY, both sync
+//! CRCs) or the read is refused and the protocol answers instead.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use rustix::fs::{FlockOperation, fcntl_lock};
+use rustix::io::Errno;
+
+use super::index::{IndexError, parse_header, parse_index};
+use crate::config::{ChannelConfig, Host, MasterReader};
+use crate::dlist::{KvList, Value};
+use crate::model::MailboxState;
+
+/// POSIX locks belong to the process and closing any descriptor of a file
+/// drops them all, so two reads of one index in this process (two channels,
+/// one master) must not overlap.
+static READING: Mutex<()> = Mutex::new(());
+
+/// Why the local reader stood aside for this mailbox.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// `mbpath` could not say where the mailbox lives.
+    #[error("mbpath {mailbox}: {detail}")]
+    Locate {
+        /// The mailbox.
+        mailbox: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The index or header is not what this reader can vouch for.
+    #[error("{path}: {source}")]
+    Index {
+        /// The file.
+        path: PathBuf,
+        /// What.
+        source: IndexError,
+    },
+    /// The files and the protocol disagree (a change landed between the
+    /// two reads, or another mailbox lives there now).
+    #[error("{mailbox}: local files disagree with GET MAILBOXES ({field})")]
+    Mismatch {
+        /// The mailbox.
+        mailbox: String,
+        /// The first field that differs.
+        field: &'static str,
+    },
+    /// Annotations live in the annotation database, which this reader
+    /// does not read.
+    #[error("{mailbox} has annotations outside the index")]
+    Annotations {
+        /// The mailbox.
+        mailbox: String,
+    },
+}
+
+/// Where Cyrus keeps its tools, in the order they are tried.
+const BIN_DIRS: &[&str] = &[
+    "/usr/local/cyrus/bin",
+    "/usr/lib/cyrus/bin",
+    "/usr/cyrus/bin",
+];
+
+/// Reads mailboxes of the master whose imapd.conf is `config`.
+#[derive(Debug)]
+pub struct LocalReader {
+    config: PathBuf,
+    mbpath: PathBuf,
+    meta_dirs: HashMap<String, PathBuf>,
+}
+
+impl LocalReader {
+    /// A reader using Cyrus's `mbpath` from `$CYRUS_BIN_DIR` or the usual
+    /// places; `None` when there is none (then only the protocol reads).
+    pub fn new(config: &Path) -> Option<LocalReader> {
+        let from_env = std::env::var_os("CYRUS_BIN_DIR").map(PathBuf::from);
+        let mbpath = from_env
+            .into_iter()
+            .chain(BIN_DIRS.iter().map(PathBuf::from))
+            .map(|d| d.join("mbpath"))
+            .find(|p| p.is_file())?;
+        Some(LocalReader {
+            config: config.to_path_buf(),
+            mbpath,
+            meta_dirs: HashMap::new(),
+        })
+    }
+
+    /// The reader for `channel`'s master, when `cyrsync_master_reader`
+    /// allows it and the master is this host (its index files are ours to
+    /// read).
+    pub fn for_channel(channel: &ChannelConfig) -> Option<LocalReader> {
+        let on_this_host = match &channel.source.endpoint.host {
+            Host::Unix(_) => true,
+            Host::Name(h) => matches!(h.as_str(), "127.0.0.1" | "::1" | "localhost"),
+        };
+        match channel.master_reader {
+            MasterReader::Protocol => None,
+            MasterReader::Auto if !on_this_host => None,
+            MasterReader::Auto | MasterReader::Local => {
+                let reader = LocalReader::new(&channel.imapd_conf);
+                if reader.is_none() && channel.master_reader == MasterReader::Local {
+                    tracing::warn!(
+                        "cyrsync_master_reader is local but Cyrus's mbpath was not found (set CYRUS_BIN_DIR); reading the master over the protocol"
+                    );
+                }
+                reader
+            }
+        }
+    }
+
+    fn meta_dir(&mut self, mailbox: &str) -> Result<PathBuf, LocalError> {
+        if let Some(d) = self.meta_dirs.get(mailbox) {
+            return Ok(d.clone());
+        }
+        let locate = |detail: String| LocalError::Locate {
+            mailbox: mailbox.to_string(),
+            detail,
+        };
+        let out = std::process::Command::new(&self.mbpath)
+            .arg("-C")
+            .arg(&self.config)
+            .arg("-j")
+            .arg(mailbox)
+            .output()
+            .map_err(|e| locate(e.to_string()))?;
+        if !out.status.success() {
+            return Err(locate(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| locate(e.to_string()))?;
+        let meta = json
+            .get("meta")
+            .and_then(serde_json::Value::as_str)
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| locate("no meta path in its answer".into()))?;
+        let dir = PathBuf::from(meta);
+        self.meta_dirs.insert(mailbox.to_string(), dir.clone());
+        Ok(dir)
+    }
+
+    /// Forgets where `mailbox` lives (after a rename or a failed read).
+    pub fn forget(&mut self, mailbox: &str) {
+        self.meta_dirs.remove(mailbox);
+    }
+
+    /// The whole mailbox as `GET FULLMAILBOX` would send it: the
+    /// mailbox-level fields of `listed` (its `GET MAILBOXES` entry) and the
+    /// records of its index. Blocks on the index lock while a Cyrus writer
+    /// holds it: call it off the async executor.
+    pub fn full_mailbox(&mut self, listed: &MailboxState) -> Result<MailboxState, LocalError> {
+        let name = listed.name().to_string();
+        let result = self.read(&name, listed);
+        if result.is_err() {
+            self.forget(&name);
+        }
+        result
+    }
+
+    fn read(&mut self, name: &str, listed: &MailboxState) -> Result<MailboxState, LocalError> {
+        let dir = self.meta_dir(name)?;
+        let header_path = dir.join("cyrus.header");
+        let index_path = dir.join("cyrus.index");
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| LocalError::Io { path, source }
+        };
+        let (header_bytes, index_bytes) = {
+            let _one = READING.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut index = File::open(&index_path).map_err(io(&index_path))?;
+            // Cyrus readers take a shared fcntl lock on cyrus.index
+            // (mailbox_lock_index); writers hold it exclusively while they
+            // change records and header, so under it the file is whole.
+            loop {
+                match fcntl_lock(&index, FlockOperation::LockShared) {
+                    Ok(()) => break,
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(io(&index_path)(e.into())),
+                }
+            }
+            let header = std::fs::read(&header_path).map_err(io(&header_path));
+            let mut bytes = Vec::new();
+            let read = index.read_to_end(&mut bytes).map_err(io(&index_path));
+            let _ = fcntl_lock(&index, FlockOperation::Unlock);
+            (header?, {
+                read?;
+                bytes
+            })
+        };
+        let header = parse_header(&header_bytes).map_err(|source| LocalError::Index {
+            path: header_path.clone(),
+            source,
+        })?;
+        let index = parse_index(&index_bytes).map_err(|source| LocalError::Index {
+            path: index_path.clone(),
+            source,
+        })?;
+        let mismatch = |field| LocalError::Mismatch {
+            mailbox: name.to_string(),
+            field,
+        };
+        let h = &index.header;
+        if header.uniqueid != listed.uniqueid() {
+            return Err(mismatch("UNIQUEID"));
+        }
+        if h.highestmodseq != listed.highestmodseq() {
+            return Err(mismatch("HIGHESTMODSEQ"));
+        }
+        if u64::from(h.last_uid) != listed.last_uid() {
+            return Err(mismatch("LAST_UID"));
+        }
+        if u64::from(h.uidvalidity) != listed.uidvalidity() {
+            return Err(mismatch("UIDVALIDITY"));
+        }
+        if u64::from(h.sync_crc) != listed.sync_crc() {
+            return Err(mismatch("SYNC_CRC"));
+        }
+        if u64::from(h.sync_crc_annot) != listed.sync_crc_annot() {
+            return Err(mismatch("SYNC_CRC_ANNOT"));
+        }
+        if h.quota_annot_used != 0 {
+            return Err(LocalError::Annotations {
+                mailbox: name.to_string(),
+            });
+        }
+        let records = index
+            .records
+            .iter()
+            .map(|r| r.to_value(&header.user_flags))
+            .collect();
+        let mut kv: Vec<(String, Value)> = listed
+            .kvlist()
+            .iter()
+            .filter(|(k, _)| *k != "RECORD")
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        kv.push(("RECORD".into(), Value::List(records)));
+        MailboxState::from_kvlist(KvList(kv)).map_err(|e| LocalError::Index {
+            path: index_path,
+            source: IndexError::Format(e.to_string()),
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! The local reader against its oracle: for every mailbox of a real Cyrus
+//! 3.6.1 master, the state it builds from `cyrus.index` (plus the
+//! `GET MAILBOXES` entry) equals `GET FULLMAILBOX` field for field — also
+//! while deliveries and flag storms hit the same mailboxes; and where it
+//! cannot vouch for the result (annotations outside the index, a change
+//! between the two reads, a damaged file) it says so instead of answering.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cyrsync::dlist::{Limits, parse_value};
+use cyrsync::model::MailboxState;
+use cyrsync::source::local::{LocalError, LocalReader};
+use support::csync::Csync;
+use support::imap::Imap;
+use support::lmtp::{Lmtp, message};
+use support::pair::{CyrusPair, REPL_PASSWORD, REPL_USER};
+
+fn states(items: &[Vec<u8>]) -> Vec<MailboxState> {
+    items
+        .iter()
+        .filter_map(|i| i.strip_prefix(b"* MAILBOX "))
+        .map(|raw| {
+            let raw = raw.strip_suffix(b"\r\n").unwrap_or(raw);
+            let v = parse_value(raw, &Limits::default()).unwrap();
+            MailboxState::from_kvlist(v.as_kvlist().unwrap().clone()).unwrap()
+        })
+        .collect()
+}
+
+/// `GET MAILBOXES` and `GET FULLMAILBOX` of `name` on the master.
+fn protocol(master: &mut Csync, name: &str) -> (MailboxState, MailboxState) {
+    let q = support::imap::quote(name);
+    let listed = master.run(&format!("GET MAILBOXES ({q})"));
+    assert!(listed.status.starts_with("OK"), "{}", listed.status);
+    let full = master.run(&format!("GET FULLMAILBOX {q}"));
+    assert!(full.status.starts_with("OK"), "{}", full.status);
+    (
+        states(&listed.items).pop().expect("listed"),
+        states(&full.items).pop().expect("full"),
+    )
+}
+
+fn all_mailboxes(master: &mut Csync, user: &str) -> Vec<String> {
+    let r = master.run(&format!("GET USER {user}"));
+    states(&r.items)
+        .into_iter()
+        .map(|m| m.name().to_string())
+        .collect()
+}
+
+/// Compares the two sources for `name`; returns the local error, if any.
+fn oracle(reader: &mut LocalReader, master: &mut Csync, name: &str) -> Result<(), LocalError> {
+    let (listed, full) = protocol(master, name);
+    let local = reader.full_mailbox(&listed)?;
+    assert_eq!(
+        local.kvlist(),
+        full.kvlist(),
+        "local reader and GET FULLMAILBOX differ for {name}"
+    );
+    Ok(())
+}
+
+#[test]
+fn local_records_equal_get_fullmailbox_field_for_field() {
+    let pair = CyrusPair::start();
+    let conf = pair.master.imapd_conf();
+    let mut reader = LocalReader::new(&conf).expect("Cyrus's mbpath (cyrus-imapd package)");
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    admin.ok("CREATE user.bob");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for n in 0..40 {
+        lmtp.deliver(
+            if n % 4 == 0 { "bob" } else { "alice" },
+            &message(n, "oracle"),
+        );
+    }
+    let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
+    alice.ok("CREATE INBOX.Projects");
+    alice.ok("CREATE \"INBOX.My Folder\"");
+    alice.ok("SELECT INBOX");
+    alice.ok("STORE 1:5 +FLAGS (\\Flagged $Label1)");
+    alice.ok("STORE 3:8 +FLAGS (\\Answered Junk \\Draft)");
+    alice.ok("STORE 2 -FLAGS ($Label1)");
+    alice.ok("STORE 9:10 +FLAGS (\\Deleted)");
+    alice.ok("EXPUNGE");
+    alice.ok("COPY 1:4 INBOX.Projects");
+    alice.ok("COPY 5 \"INBOX.My Folder\"");
+    alice.append(
+        "INBOX.Projects",
+        "(\\Seen $Important)",
+        &message(99, "appended"),
+    );
+
+    let mut master = Csync::connect(pair.master.csync_port, REPL_USER, REPL_PASSWORD);
+    let mut compared = 0;
+    for user in ["alice", "bob"] {
+        for name in all_mailboxes(&mut master, user) {
+            oracle(&mut reader, &mut master, &name)
+                .unwrap_or_else(|e| panic!("{name}: local reader refused: {e}"));
+            compared += 1;
+        }
+    }
+    assert!(compared >= 4, "only {compared} mailboxes compared");
+
+    // Under load: deliveries and a flag storm on the same mailbox while the
+    // reader reads. Every answer is either equal to the oracle or refused
+    // (a change between the two reads); never a different state.
+    let port = pair.master.lmtp_port;
+    let imap_port = pair.master.imap_port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s1 = stop.clone();
+    let delivering = std::thread::spawn(move || {
+        let mut lmtp = Lmtp::connect(port);
+        let mut n = 1000;
+        while !s1.load(std::sync::atomic::Ordering::Relaxed) {
+            lmtp.deliver("alice", &message(n, "storm"));
+            n += 1;
+        }
+    });
+    let s2 = stop.clone();
+    let storming = std::thread::spawn(move || {
+        let mut a = Imap::login(imap_port, "alice", "alicepw");
+        a.ok("SELECT INBOX");
+        let mut i = 0u32;
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            let op = if i % 2 == 0 { "+" } else { "-" };
+            a.ok(&format!("STORE 1:* {op}FLAGS (\\Seen Storm)"));
+            i += 1;
+        }
+    });
+    let (mut equal, mut refused) = (0, 0);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        // The oracle reads FULLMAILBOX after MAILBOXES; a change between
+        // them shows as a differing HIGHESTMODSEQ, which is not a fault of
+        // the reader: compare only when the protocol itself was steady.
+        let (listed, full) = protocol(&mut master, "user.alice");
+        if listed.highestmodseq() != full.highestmodseq() {
+            continue;
+        }
+        match reader.full_mailbox(&listed) {
+            Ok(local) => {
+                if local.highestmodseq() == full.highestmodseq() {
+                    assert_eq!(local.kvlist(), full.kvlist(), "differs under load");
+                }
+                equal += 1;
+            }
+            Err(LocalError::Mismatch { .. }) => refused += 1,
+            Err(e) => panic!("under load: {e}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    delivering.join().unwrap();
+    storming.join().unwrap();
+    eprintln!("under load: {equal} local reads equal to the oracle, {refused} refused as stale");
+    assert!(equal > 0, "no local read succeeded under load");
+}
+
+#[test]
+fn local_reader_stands_aside_when_it_cannot_vouch() {
+    let pair = CyrusPair::start();
+    let conf = pair.master.imapd_conf();
+    let mut reader = LocalReader::new(&conf).expect("Cyrus's mbpath");
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    admin.ok("CREATE user.alice.Notes");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for n in 0..3 {
+        lmtp.deliver("alice", &message(n, "aside"));
+    }
+    let mut master = Csync::connect(pair.master.csync_port, REPL_USER, REPL_PASSWORD);
+
+    // A per-message annotation lives in annotations.db: the protocol must answer.
+    let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
+    alice.ok("SELECT INBOX");
+    alice.ok("STORE 1 ANNOTATION (/comment (value.priv \"first\"))");
+    match oracle(&mut reader, &mut master, "user.alice") {
+        Err(LocalError::Annotations { .. }) => {}
+        other => panic!("annotated mailbox: {other:?}"),
+    }
+
+    // A stale GET MAILBOXES entry (the mailbox changed since): refused.
+    let (listed, _) = protocol(&mut master, "user.alice.Notes");
+    alice.append("INBOX.Notes", "()", &message(10, "late"));
+    match reader.full_mailbox(&listed) {
+        Err(LocalError::Mismatch { .. }) => {}
+        other => panic!("stale entry: {other:?}"),
+    }
+    oracle(&mut reader, &mut master, "user.alice.Notes").unwrap();
+
+    // A damaged index: refused by its CRCs, never sent.
+    let (listed, _) = protocol(&mut master, "user.alice.Notes");
+    let out = std::process::Command::new(support::pair::cyrus_bin("mbpath"))
+        .arg("-C")
+        .arg(&conf)
+        .args(["-j", "user.alice.Notes"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let index = std::path::Path::new(json["meta"].as_str().unwrap()).join("cyrus.index");
+    let mut bytes = std::fs::read(&index).unwrap();
+    let original = bytes.clone();
+    let last = bytes.len() - 20;
+    bytes[last] ^= 0xff;
+    std::fs::write(&index, &bytes).unwrap();
+    let damaged = reader.full_mailbox(&listed);
+    std::fs::write(&index, &original).unwrap();
+    match damaged {
+        Err(LocalError::Index { .. }) => {}
+        other => panic!("damaged index: {other:?}"),
+    }
+}
