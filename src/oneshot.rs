@@ -549,6 +549,20 @@ pub fn progress_printer() -> impl FnMut(&str) {
     }
 }
 
+/// An engine reading the master's index files where it can.
+fn new_engine(
+    s: crate::proto::session::Session,
+    t: crate::proto::session::Session,
+    options: &EngineOptions,
+    ch: &ChannelConfig,
+) -> Engine {
+    let mut engine = Engine::new(s, t, options.clone());
+    if let Some(reader) = crate::source::local::LocalReader::for_channel(ch) {
+        engine.set_local_reader(reader);
+    }
+    engine
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,18 +601,4 @@ mod tests {
     fn json_escaping() {
         assert_eq!(json_string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
     }
-}
-
-/// An engine reading the master's index files where it can.
-fn new_engine(
-    s: crate::proto::session::Session,
-    t: crate::proto::session::Session,
-    options: &EngineOptions,
-    ch: &ChannelConfig,
-) -> Engine {
-    let mut engine = Engine::new(s, t, options.clone());
-    if let Some(reader) = crate::source::local::LocalReader::for_channel(ch) {
-        engine.set_local_reader(reader);
-    }
-    engine
 }
