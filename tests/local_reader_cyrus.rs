@@ -127,7 +127,7 @@ fn local_records_equal_get_fullmailbox_field_for_field() {
         a.ok("SELECT INBOX");
         let mut i = 0u32;
         while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-            let op = if i % 2 == 0 { "+" } else { "-" };
+            let op = if i.is_multiple_of(2) { "+" } else { "-" };
             a.ok(&format!("STORE 1:* {op}FLAGS (\\Seen Storm)"));
             i += 1;
         }
