@@ -53,13 +53,7 @@ fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => run_daemon(cli, config, args),
         Command::Status(args) => {
-            let socket = match &args.socket {
-                Some(p) => p.clone(),
-                None => {
-                    let conf = ImapdConf::load(config)?;
-                    Settings::resolve(&conf, &[])?.control_socket
-                }
-            };
+            let socket = control_socket(config, args.socket.as_ref())?;
             let snapshot = cyrsync::status_cmd::fetch(&socket)?;
             if args.json {
                 println!("{snapshot}");
@@ -74,13 +68,7 @@ fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
         Command::Tui(args) if args.standalone => run_standalone(cli, config, args),
         Command::Tui(args) => {
-            let socket = match &args.socket {
-                Some(p) => p.clone(),
-                None => {
-                    let conf = ImapdConf::load(config)?;
-                    Settings::resolve(&conf, &[])?.control_socket
-                }
-            };
+            let socket = control_socket(config, args.socket.as_ref())?;
             cyrsync::tui::run(&socket, false)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -164,6 +152,14 @@ fn run_daemon(cli: &Cli, config: &std::path::Path, args: &RunArgs) -> anyhow::Re
             },
         }
     }
+}
+
+/// `--socket`, else `cyrsync_control_socket` of imapd.conf.
+fn control_socket(config: &std::path::Path, given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match given {
+        Some(p) => p.clone(),
+        None => Settings::resolve(&ImapdConf::load(config)?, &[])?.control_socket,
+    })
 }
 
 /// `cyrsync tui --standalone`: the daemon on a thread of this process, with a

@@ -91,36 +91,8 @@ pub struct SessionView {
     pub bytes_out: u64,
 }
 
-/// Counters since start.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Actions completed.
-    pub actions: u64,
-    /// Mailboxes updated.
-    pub mailboxes: u64,
-    /// Messages uploaded.
-    pub messages: u64,
-    /// Body bytes uploaded.
-    pub bytes: u64,
-    /// Retries after errors.
-    pub retries: u64,
-    /// CRC mismatches met.
-    pub crc_mismatches: u64,
-    /// Mailbox actions promoted to user syncs.
-    pub promotions: u64,
-    /// Errors.
-    pub errors: u64,
-    /// Actions written back to the log for later.
-    pub relogged: u64,
-    /// APPLY commands.
-    pub applies: u64,
-    /// Malformed log lines set aside.
-    pub malformed: u64,
-    /// Mailboxes read from the master's index files.
-    pub local_reads: u64,
-    /// Mailboxes the local reader left to `GET FULLMAILBOX`.
-    pub local_fallbacks: u64,
-}
+/// Counters since start: the snapshot's own type.
+pub use crate::status::Counters;
 
 /// The last error with its Cyrus code and a hint.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use super::Daemon;
 use super::monitor::{ChannelState as S, ChannelView, unix_now};
 use crate::engine::Phase;
 use crate::status::{
-    ChannelState, ChannelStatus, Counters, ErrorInfo, Event, HistoryPoint, ProtocolLine, Queue,
-    Session, Snapshot, Worker,
+    ChannelState, ChannelStatus, ErrorInfo, Event, HistoryPoint, ProtocolLine, Queue, Session,
+    Snapshot, Worker,
 };
 
 fn state(v: &ChannelView) -> ChannelState {
@@ -106,20 +106,7 @@ pub fn channel(v: &ChannelView) -> ChannelStatus {
                 bytes_out: s.bytes_out,
             })
             .collect(),
-        counters: Counters {
-            actions: v.counters.actions,
-            mailboxes: v.counters.mailboxes,
-            messages: v.counters.messages,
-            bytes: v.counters.bytes,
-            retries: v.counters.retries,
-            crc_mismatches: v.counters.crc_mismatches,
-            promotions: v.counters.promotions,
-            errors: v.counters.errors,
-            applies: v.counters.applies,
-            relogged: v.counters.relogged,
-            local_reads: v.counters.local_reads,
-            local_fallbacks: v.counters.local_fallbacks,
-        },
+        counters: v.counters.clone(),
         last_error: v.last_error.as_ref().map(|e| ErrorInfo {
             at_unix: e.at_unix,
             code: e.code.clone(),

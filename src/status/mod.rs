@@ -218,6 +218,8 @@ pub struct Counters {
     pub applies: u64,
     /// Actions written back to the log.
     pub relogged: u64,
+    /// Malformed log lines set aside.
+    pub malformed: u64,
     /// Mailboxes read from the master's index files.
     pub local_reads: u64,
     /// Mailboxes the local reader left to `GET FULLMAILBOX` (it could not
