@@ -379,10 +379,16 @@ fn wait_for_text(path: &Path, needle: &str, limit: Duration) -> String {
 fn sighup_reopens_a_renamed_log_file() {
     let log_dir = cyrus_dir(true);
     let log = log_dir.path().join("cyrsync.log");
-    let pair = CyrusPair::start_with(&[&format!("cyrsync_log_file: {}", log.display())]);
+    let port = free_port();
+    let pair = CyrusPair::start_with(&[
+        &format!("cyrsync_log_file: {}", log.display()),
+        &format!("cyrsync_metrics_listen: 127.0.0.1:{port}"),
+    ]);
     let mut daemon = Daemon::start(&pair);
     let started = "replicating 2 channel(s)";
     wait_for_text(&log, started, Duration::from_secs(10));
+    wait_for_text(&log, "metrics on http://", Duration::from_secs(10));
+    let first_start = need(&scrape(port), "cyrsync_start_time_seconds");
 
     // What newsyslog does: rename, then SIGHUP.
     let rotated = log_dir.path().join("cyrsync.log.0");
@@ -401,6 +407,9 @@ fn sighup_reopens_a_renamed_log_file() {
     admin.ok("CREATE user.bob");
     Lmtp::connect(pair.master.lmtp_port).deliver("bob", &message(1, "after rotation"));
     converge(&pair, "bob", Duration::from_secs(30));
+    // The endpoint is bound again after the reload, with fresh counters.
+    let body = scrape(port);
+    assert!(need(&body, "cyrsync_start_time_seconds") >= first_start);
     let old = std::fs::read_to_string(&rotated).unwrap();
     assert_eq!(old.matches(started).count(), 1, "old file:\n{old}");
     let fresh = std::fs::read_to_string(&log).unwrap();
