@@ -321,7 +321,9 @@ impl<S: Subscriber> Layer<S> for SyslogLayer {
         if let Err(e) = self.socket.send_to(line.as_bytes(), &self.path)
             && !self.warned.swap(true, Ordering::Relaxed)
         {
-            eprintln!(
+            // Not eprintln!: it panics when stderr is gone (daemon(8) died).
+            let _ = writeln!(
+                io::stderr(),
                 "cyrsync: warning: syslog {}: {e}; lines are dropped while it fails",
                 self.path.display()
             );
