@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod dlist;
 pub mod engine;
+pub mod logging;
 pub mod model;
 pub mod oneshot;
 pub mod proto;

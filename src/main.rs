@@ -121,7 +121,17 @@ fn run_daemon(cli: &Cli, config: &std::path::Path, args: &RunArgs) -> anyhow::Re
     for w in &settings.warnings {
         eprintln!("cyrsync: warning: {w}");
     }
-    init_logging(cli.verbose, settings.log_file.as_deref())?;
+    let syslog = settings.syslog.then(|| {
+        settings
+            .syslog_socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(cyrsync::logging::DEFAULT_SYSLOG_SOCKET))
+    });
+    let logging = cyrsync::logging::init_daemon(
+        cli.verbose,
+        settings.log_file.as_deref(),
+        syslog.as_deref(),
+    )?;
     // Cyrus's files belong to the cyrus user: drop root before any thread
     // starts, so that every thread runs with the same credentials.
     drop_privileges(&settings.run_as_user)?;
@@ -132,8 +142,16 @@ fn run_daemon(cli: &Cli, config: &std::path::Path, args: &RunArgs) -> anyhow::Re
         .thread_stack_size(16 << 20)
         .enable_all()
         .build()?;
+    {
+        let _runtime = rt.enter();
+        match logging.reopen_on_hangup() {
+            Ok(Some(task)) => drop(rt.spawn(task)),
+            Ok(None) => {}
+            Err(e) => tracing::error!("log file will not be reopened on SIGHUP: {e}"),
+        }
+    }
     loop {
-        let daemon = Daemon::new(&channels);
+        let daemon = Daemon::new(&channels).with_metrics(settings.metrics_listen.clone());
         tracing::info!(
             "cyrsync {} replicating {} channel(s)",
             env!("CARGO_PKG_VERSION"),
@@ -230,50 +248,9 @@ fn load_previous(settings: &Settings, named: &[ChannelName]) -> anyhow::Result<V
         .collect())
 }
 
-/// One-shot commands log warnings (TLS not verified, CRC retries) to stderr;
-/// `-v` for progress details, `-vv` for the protocol trace.
+/// One-shot commands log to stderr (see [`cyrsync::logging::init_oneshot`]).
 fn init_logging_oneshot(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-fn init_logging(verbose: u8, file: Option<&std::path::Path>) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "cyrsync=trace,info",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match file {
-        Some(path) => {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| anyhow::anyhow!("cyrsync_log_file {}: {e}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(f))
-                .try_init()
-        }
-        None => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
-            .try_init(),
-    }
-    .map_err(|e| anyhow::anyhow!("logging: {e}"))
+    cyrsync::logging::init_oneshot(verbose);
 }
 
 fn drop_privileges(user: &str) -> anyhow::Result<()> {

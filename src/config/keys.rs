@@ -383,6 +383,14 @@ pub const KEYS: &[KeyInfo] = &[
         "also log to syslog, facility mail",
     ),
     key(
+        "cyrsync_syslog_socket",
+        Global,
+        Cyrsync,
+        "(system: /var/run/log or /dev/log)",
+        false,
+        "the local syslog socket cyrsync_syslog writes to",
+    ),
+    key(
         "cyrsync_metrics_listen",
         Global,
         Cyrsync,

@@ -213,6 +213,8 @@ pub struct Settings {
     pub log_file: Option<PathBuf>,
     /// `cyrsync_syslog`.
     pub syslog: bool,
+    /// `cyrsync_syslog_socket` (`None`: the system's, see `logging`).
+    pub syslog_socket: Option<PathBuf>,
     /// `cyrsync_metrics_listen`.
     pub metrics_listen: Option<String>,
     /// `cyrsync_user`.
@@ -391,6 +393,7 @@ impl<'a> Resolver<'a> {
             .unwrap_or_else(|| config_directory.join("socket").join("cyrsync"));
         let log_file = self.path(&g, "cyrsync_log_file")?;
         let syslog = self.switch(&g, "cyrsync_syslog", false)?;
+        let syslog_socket = self.path(&g, "cyrsync_syslog_socket")?;
         let metrics_listen = self.string(&g, "cyrsync_metrics_listen")?;
         let run_as_user = self
             .string(&g, "cyrsync_user")?
@@ -411,6 +414,7 @@ impl<'a> Resolver<'a> {
             control_socket,
             log_file,
             syslog,
+            syslog_socket,
             metrics_listen,
             run_as_user,
             warnings: self.warnings,

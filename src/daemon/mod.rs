@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod control;
 pub mod lock;
+pub mod metrics;
 pub mod monitor;
 pub mod snapshot;
 pub mod worker;
@@ -56,6 +57,8 @@ pub struct Daemon {
     pub stop: Arc<watch::Sender<bool>>,
     /// When the daemon started (unix seconds).
     pub started_unix: u64,
+    /// `cyrsync_metrics_listen`: where to serve Prometheus metrics.
+    pub metrics_listen: Option<String>,
 }
 
 impl Daemon {
@@ -85,7 +88,14 @@ impl Daemon {
             changed,
             stop: Arc::new(stop),
             started_unix: monitor::unix_now(),
+            metrics_listen: None,
         }
+    }
+
+    /// Serves Prometheus metrics on `listen` (`host:port`) while running.
+    pub fn with_metrics(mut self, listen: Option<String>) -> Daemon {
+        self.metrics_listen = listen;
+        self
     }
 
     /// Runs every channel until stopped (SIGTERM/SIGINT, the shutdown file or
@@ -136,6 +146,17 @@ impl Daemon {
                 Err(e) => tracing::error!("{e}; status and tui will not be able to attach"),
             }
         }
+        let mut metrics_task = None;
+        if let Some(addr) = self.metrics_listen.as_deref() {
+            match metrics::bind(addr).await {
+                Ok(listener) => {
+                    tracing::info!("metrics on http://{addr}/metrics");
+                    metrics_task = Some(tokio::spawn(metrics::serve(listener, self.clone())));
+                }
+                // As for the control socket: replication goes on without.
+                Err(e) => tracing::error!("{e}; no metrics"),
+            }
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for ((ch, monitor), control) in channels
             .into_iter()
@@ -169,6 +190,11 @@ impl Daemon {
             }
         }
         signals.abort();
+        if let Some(t) = metrics_task {
+            t.abort();
+            // Closed before a reload binds the address again.
+            let _ = t.await;
+        }
         if let Some(t) = control_task {
             t.abort();
             if let Some(path) = control_socket {
