@@ -121,16 +121,10 @@ fn run_daemon(cli: &Cli, config: &std::path::Path, args: &RunArgs) -> anyhow::Re
     for w in &settings.warnings {
         eprintln!("cyrsync: warning: {w}");
     }
-    let syslog = settings.syslog.then(|| {
-        settings
-            .syslog_socket
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(cyrsync::logging::DEFAULT_SYSLOG_SOCKET))
-    });
     let logging = cyrsync::logging::init_daemon(
         cli.verbose,
         settings.log_file.as_deref(),
-        syslog.as_deref(),
+        syslog_socket(&settings).as_deref(),
     )?;
     // Cyrus's files belong to the cyrus user: drop root before any thread
     // starts, so that every thread runs with the same credentials.
@@ -172,6 +166,16 @@ fn run_daemon(cli: &Cli, config: &std::path::Path, args: &RunArgs) -> anyhow::Re
     }
 }
 
+/// Where syslog lines go when `cyrsync_syslog` is on.
+fn syslog_socket(settings: &Settings) -> Option<PathBuf> {
+    settings.syslog.then(|| {
+        settings
+            .syslog_socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(cyrsync::logging::DEFAULT_SYSLOG_SOCKET))
+    })
+}
+
 /// `--socket`, else `cyrsync_control_socket` of imapd.conf.
 fn control_socket(config: &std::path::Path, given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(match given {
@@ -197,7 +201,11 @@ fn run_standalone(cli: &Cli, config: &std::path::Path, args: &TuiArgs) -> anyhow
     // Log lines would tear the screen: the TUI shows events; the full log
     // goes to cyrsync_log_file when there is one.
     if let Some(path) = settings.log_file.as_deref() {
-        init_logging(cli.verbose, Some(path))?;
+        cyrsync::logging::init_daemon(
+            cli.verbose,
+            Some(path),
+            syslog_socket(&settings).as_deref(),
+        )?;
     }
     drop_privileges(&settings.run_as_user)?;
     // Mode 0700, owned by the user we now are: nobody else can steer us.

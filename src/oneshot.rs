@@ -256,6 +256,7 @@ fn accumulate(into: &mut SyncStats, from: &SyncStats) {
     into.full_reads.extend(from.full_reads.iter().cloned());
     into.local_reads += from.local_reads;
     into.local_fallbacks += from.local_fallbacks;
+    into.local_bodies += from.local_bodies;
 }
 
 /// Human summary of a sync run.
@@ -307,8 +308,8 @@ pub fn render_sync(report: &SyncReport, elapsed: std::time::Duration) -> String 
     if s.local_reads + s.local_fallbacks > 0 {
         let _ = writeln!(
             out,
-            "{} mailbox(es) read from the master's index files, {} left to GET FULLMAILBOX",
-            s.local_reads, s.local_fallbacks
+            "{} mailbox(es) read from the master's index files, {} left to GET FULLMAILBOX; {} message(s) read from its spool",
+            s.local_reads, s.local_fallbacks, s.local_bodies
         );
     }
     for (item, why) in &report.failures {

@@ -61,20 +61,20 @@ fn counter(summary: &str, what: &str) -> u64 {
 }
 
 /// Names of the mailboxes in raw `* MAILBOX %(…)` items.
-/// Mailboxes read from the master's index files and those left to
-/// `GET FULLMAILBOX`, from a sync summary.
-fn local_counts(summary: &str) -> (u64, u64) {
+/// Mailboxes read from the master's index files, those left to
+/// `GET FULLMAILBOX`, and bodies read from its spool, from a sync summary.
+fn local_counts(summary: &str) -> (u64, u64, u64) {
     let Some(line) = summary
         .lines()
         .find(|l| l.contains("read from the master's index files"))
     else {
-        return (0, 0);
+        return (0, 0, 0);
     };
     let numbers: Vec<u64> = line
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|w| w.parse().ok())
         .collect();
-    (numbers[0], numbers[1])
+    (numbers[0], numbers[1], numbers[2])
 }
 
 fn names(items: &[Vec<u8>]) -> Vec<String> {
@@ -208,7 +208,7 @@ fn user_lifecycle_every_object_kind() {
     assert!(counter(&first, "message(s) uploaded") >= 6, "{first}");
     assert_replicated(&pair, "alice");
 
-    let (mut local_reads, mut fallbacks) = local_counts(&first);
+    let (mut local_reads, mut fallbacks, mut local_bodies) = local_counts(&first);
     let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
     let steps: Vec<(&str, Step)> = vec![
         (
@@ -321,9 +321,10 @@ fn user_lifecycle_every_object_kind() {
         }
         let summary = sync(&pair, &["-u", "alice"]);
         assert!(applies(&summary) > 0, "{what}: nothing applied: {summary}");
-        let (local, fallback) = local_counts(&summary);
+        let (local, fallback, bodies) = local_counts(&summary);
         local_reads += local;
         fallbacks += fallback;
+        local_bodies += bodies;
         if *what == "copy to a second mailbox" {
             assert!(
                 counter(&summary, "found on the replica") >= 3,

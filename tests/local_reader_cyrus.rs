@@ -10,8 +10,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cyrsync::dlist::{Limits, parse_value};
+use cyrsync::dlist::{FileLiteral, Limits, parse_value};
 use cyrsync::model::MailboxState;
+use cyrsync::proto::session::MemoryBodies;
 use cyrsync::source::local::{LocalError, LocalReader};
 use support::csync::Csync;
 use support::imap::Imap;
@@ -106,6 +107,47 @@ fn local_records_equal_get_fullmailbox_field_for_field() {
     }
     assert!(compared >= 4, "only {compared} mailboxes compared");
 
+    // Bodies from the spool: each is the message its GUID names, byte for
+    // byte what GET FETCH sends.
+    let (listed, _) = protocol(&mut master, "user.alice");
+    let full = reader.full_mailbox(&listed).unwrap();
+    let mut checked = 0;
+    for r in full
+        .records()
+        .unwrap()
+        .iter()
+        .filter(|r| !r.expunged)
+        .take(5)
+    {
+        let literal = FileLiteral {
+            partition: full.partition().to_string(),
+            guid: r.guid.clone(),
+            size: r.size,
+        };
+        let mut local = MemoryBodies::default();
+        assert!(
+            reader
+                .copy_body("user.alice", r.uid, &literal, &mut local)
+                .unwrap(),
+            "UID {}",
+            r.uid
+        );
+        let fetched = master.run(&format!(
+            "GET FETCH %(MBOXNAME user.alice PARTITION {} UNIQUEID {} GUID {} UID {})",
+            full.partition(),
+            full.uniqueid(),
+            r.guid,
+            r.uid
+        ));
+        assert!(fetched.status.starts_with("OK"), "{}", fetched.status);
+        let item = &fetched.items[0];
+        let body_start = item.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+        let body = &item[body_start..body_start + r.size as usize];
+        assert_eq!(local.bodies[0].1, body, "UID {}", r.uid);
+        checked += 1;
+    }
+    assert_eq!(checked, 5);
+
     // Under load: deliveries and a flag storm on the same mailbox while the
     // reader reads. Every answer is either equal to the oracle or refused
     // (a change between the two reads); never a different state.
@@ -191,6 +233,60 @@ fn local_reader_stands_aside_when_it_cannot_vouch() {
         other => panic!("stale entry: {other:?}"),
     }
     oracle(&mut reader, &mut master, "user.alice.Notes").unwrap();
+
+    // A spool file that is not the message its GUID names (same size,
+    // one byte changed), or has another size: not used.
+    let (listed, _) = protocol(&mut master, "user.alice.Notes");
+    let full = reader.full_mailbox(&listed).unwrap();
+    let r = full.records().unwrap()[0].clone();
+    let out = std::process::Command::new(support::pair::cyrus_bin("mbpath"))
+        .arg("-C")
+        .arg(&conf)
+        .args(["-j", "user.alice.Notes"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let data = std::path::Path::new(json["data"].as_str().unwrap()).join(format!("{}.", r.uid));
+    let original = std::fs::read(&data).unwrap();
+    let literal = FileLiteral {
+        partition: full.partition().to_string(),
+        guid: r.guid.clone(),
+        size: r.size,
+    };
+    let mut sink = MemoryBodies::default();
+    assert!(
+        reader
+            .copy_body("user.alice.Notes", r.uid, &literal, &mut sink)
+            .unwrap()
+    );
+    let mut changed = original.clone();
+    let mid = changed.len() / 2;
+    changed[mid] ^= 0x20;
+    std::fs::write(&data, &changed).unwrap();
+    let same_size = reader.copy_body(
+        "user.alice.Notes",
+        r.uid,
+        &literal,
+        &mut MemoryBodies::default(),
+    );
+    std::fs::write(&data, [original.as_slice(), b"x"].concat()).unwrap();
+    let longer = reader.copy_body(
+        "user.alice.Notes",
+        r.uid,
+        &literal,
+        &mut MemoryBodies::default(),
+    );
+    std::fs::remove_file(&data).unwrap();
+    let gone = reader.copy_body(
+        "user.alice.Notes",
+        r.uid,
+        &literal,
+        &mut MemoryBodies::default(),
+    );
+    std::fs::write(&data, &original).unwrap();
+    assert!(!same_size.unwrap(), "a changed body passed the GUID check");
+    assert!(!longer.unwrap(), "a body of another size was used");
+    assert!(!gone.unwrap(), "a missing file was used");
 
     // A damaged index: refused by its CRCs, never sent.
     let (listed, _) = protocol(&mut master, "user.alice.Notes");

@@ -13,7 +13,7 @@ pub mod spool;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::dlist::{Command, KvList, Response, Value};
+use crate::dlist::{Command, FileLiteral, KvList, Response, Value};
 use crate::model::{
     MailboxState, ModelError, Record, UserState, mailboxes_from_responses, quota_limits_equal,
 };
@@ -121,6 +121,8 @@ pub struct SyncStats {
     pub local_reads: u64,
     /// Mailboxes the local reader left to `GET FULLMAILBOX`.
     pub local_fallbacks: u64,
+    /// Message bodies read from the master's spool files.
+    pub local_bodies: u64,
 }
 
 /// What the engine is doing, for the status view.
@@ -876,6 +878,18 @@ impl Engine {
         let mut spool = Spool::new();
         for r in missing {
             done += 1;
+            if self.copy_local_body(full, r, &mut spool) {
+                self.stats.local_bodies += 1;
+                if let Some(o) = &self.observer {
+                    o.upload(done, total, self.stats.bytes_uploaded + spool.bytes());
+                }
+                if spool.len() >= self.options.upload_messages
+                    || spool.bytes() >= self.options.upload_bytes
+                {
+                    self.send_spool(&mut spool).await?;
+                }
+                continue;
+            }
             let fetch = Command::get(
                 "FETCH",
                 Value::kvlist(
@@ -909,6 +923,32 @@ impl Engine {
             }
         }
         self.send_spool(&mut spool).await
+    }
+
+    /// The body of `r` from the master's spool file, when the local reader
+    /// has it and it is the message its GUID names; else the caller uses
+    /// `GET FETCH`.
+    fn copy_local_body(&mut self, full: &MailboxState, r: &Record, spool: &mut Spool) -> bool {
+        let Some(reader) = self.local.as_mut() else {
+            return false;
+        };
+        let literal = FileLiteral {
+            partition: full.partition().to_string(),
+            guid: r.guid.clone(),
+            size: r.size,
+        };
+        let before = spool.len();
+        let result = reader.copy_body(full.name(), r.uid, &literal, spool);
+        if matches!(result, Ok(true)) {
+            return true;
+        }
+        if spool.len() > before {
+            spool.discard_last();
+        }
+        if let Err(e) = result {
+            tracing::debug!("{}: body of UID {} with GET FETCH: {e}", full.name(), r.uid);
+        }
+        false
     }
 
     async fn send_spool(&mut self, spool: &mut Spool) -> Result<(), EngineError> {

@@ -75,6 +75,20 @@ impl Spool {
     }
 }
 
+impl Spool {
+    /// Drops the body added last (one that turned out not to be the message
+    /// it claimed to be).
+    pub fn discard_last(&mut self) {
+        if let Some((_, body)) = self.bodies.pop() {
+            let n = match body {
+                Body::Memory(v) => v.len() as u64,
+                Body::File { written, .. } => written,
+            };
+            self.bytes = self.bytes.saturating_sub(n);
+        }
+    }
+}
+
 impl BodySink for Spool {
     fn start(&mut self, file: &FileLiteral) -> std::io::Result<()> {
         let body = if file.size >= IN_MEMORY_MAX {

@@ -17,8 +17,9 @@ use rustix::io::Errno;
 
 use super::index::{IndexError, parse_header, parse_index};
 use crate::config::{ChannelConfig, Host, MasterReader};
-use crate::dlist::{KvList, Value};
+use crate::dlist::{FileLiteral, KvList, Value};
 use crate::model::MailboxState;
+use crate::proto::session::BodySink;
 
 /// POSIX locks belong to the process and closing any descriptor of a file
 /// drops them all, so two reads of one index in this process (two channels,
@@ -82,7 +83,15 @@ const BIN_DIRS: &[&str] = &[
 pub struct LocalReader {
     config: PathBuf,
     mbpath: PathBuf,
-    meta_dirs: HashMap<String, PathBuf>,
+    dirs: HashMap<String, Dirs>,
+}
+
+/// Where a mailbox's files are (`mbpath -j`: `meta`, `data`, `archive`).
+#[derive(Debug, Clone)]
+struct Dirs {
+    meta: PathBuf,
+    data: PathBuf,
+    archive: Option<PathBuf>,
 }
 
 impl LocalReader {
@@ -98,7 +107,7 @@ impl LocalReader {
         Some(LocalReader {
             config: config.to_path_buf(),
             mbpath,
-            meta_dirs: HashMap::new(),
+            dirs: HashMap::new(),
         })
     }
 
@@ -125,8 +134,8 @@ impl LocalReader {
         }
     }
 
-    fn meta_dir(&mut self, mailbox: &str) -> Result<PathBuf, LocalError> {
-        if let Some(d) = self.meta_dirs.get(mailbox) {
+    fn dirs(&mut self, mailbox: &str) -> Result<Dirs, LocalError> {
+        if let Some(d) = self.dirs.get(mailbox) {
             return Ok(d.clone());
         }
         let locate = |detail: String| LocalError::Locate {
@@ -147,19 +156,73 @@ impl LocalReader {
         }
         let json: serde_json::Value =
             serde_json::from_slice(&out.stdout).map_err(|e| locate(e.to_string()))?;
-        let meta = json
-            .get("meta")
-            .and_then(serde_json::Value::as_str)
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| locate("no meta path in its answer".into()))?;
-        let dir = PathBuf::from(meta);
-        self.meta_dirs.insert(mailbox.to_string(), dir.clone());
-        Ok(dir)
+        let path = |key: &str| {
+            json.get(key)
+                .and_then(serde_json::Value::as_str)
+                .filter(|m| !m.is_empty())
+                .map(PathBuf::from)
+        };
+        let dirs = Dirs {
+            meta: path("meta").ok_or_else(|| locate("no meta path in its answer".into()))?,
+            data: path("data").ok_or_else(|| locate("no data path in its answer".into()))?,
+            archive: path("archive"),
+        };
+        self.dirs.insert(mailbox.to_string(), dirs.clone());
+        Ok(dirs)
+    }
+
+    /// Copies the message file of `uid` in `mailbox` into `sink` as the
+    /// body of `file`, checking on the way that its SHA-1 is the GUID;
+    /// `Ok(false)` when the file is not there or is not that message (the
+    /// caller then asks the protocol, after undoing what `sink` got).
+    pub fn copy_body(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        file: &FileLiteral,
+        sink: &mut dyn BodySink,
+    ) -> Result<bool, LocalError> {
+        use sha1::Digest as _;
+        let dirs = self.dirs(mailbox)?;
+        let name = format!("{uid}.");
+        let mut candidates = vec![dirs.data.join(&name)];
+        candidates.extend(dirs.archive.map(|a| a.join(&name)));
+        let Some((path, mut f)) = candidates
+            .into_iter()
+            .find_map(|p| File::open(&p).ok().map(|f| (p, f)))
+        else {
+            return Ok(false);
+        };
+        let io = |source| LocalError::Io {
+            path: path.clone(),
+            source,
+        };
+        let len = f.metadata().map_err(io)?.len();
+        if len != file.size {
+            return Ok(false);
+        }
+        sink.start(file).map_err(io)?;
+        let mut hash = sha1::Sha1::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut left = file.size;
+        while left > 0 {
+            let n = f.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            let n = n.min(usize::try_from(left).unwrap_or(n));
+            hash.update(&buf[..n]);
+            sink.chunk(&buf[..n]).map_err(io)?;
+            left -= n as u64;
+        }
+        sink.end().map_err(io)?;
+        let got: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(got.eq_ignore_ascii_case(&file.guid))
     }
 
     /// Forgets where `mailbox` lives (after a rename or a failed read).
     pub fn forget(&mut self, mailbox: &str) {
-        self.meta_dirs.remove(mailbox);
+        self.dirs.remove(mailbox);
     }
 
     /// The whole mailbox as `GET FULLMAILBOX` would send it: the
@@ -176,7 +239,7 @@ impl LocalReader {
     }
 
     fn read(&mut self, name: &str, listed: &MailboxState) -> Result<MailboxState, LocalError> {
-        let dir = self.meta_dir(name)?;
+        let dir = self.dirs(name)?.meta;
         let header_path = dir.join("cyrus.header");
         let index_path = dir.join("cyrus.index");
         let io = |path: &Path| {
