@@ -346,6 +346,7 @@ fn user_lifecycle_every_object_kind() {
         fallbacks > 0,
         "annotated mailboxes were not left to GET FULLMAILBOX"
     );
+    assert!(local_bodies > 0, "no message body was read from the spool");
 
     // Non-owner \Seen: bob reads alice's INBOX.
     let mut bob = Imap::login(pair.master.imap_port, "bob", "bobpw");
