@@ -338,7 +338,7 @@ pub fn render_sync(report: &SyncReport, elapsed: std::time::Duration) -> String 
     if s.cache_hits + s.cache_misses + s.cache_invalidations > 0 {
         let _ = writeln!(
             out,
-            "target-state cache: {} hit(s), {} miss(es), {} entr(ies) invalidated",
+            "target-state cache: {} hit(s), {} miss(es), {} invalidated",
             s.cache_hits, s.cache_misses, s.cache_invalidations
         );
     }

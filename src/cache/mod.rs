@@ -54,7 +54,7 @@ const FORMAT: &str = "cyrsync target-state cache 1";
 
 /// redb's page cache: the file is small (a few hundred bytes per mailbox)
 /// and the daemon's memory must stay flat, so a modest bound.
-const PAGE_CACHE_BYTES: usize = 4 << 20;
+const PAGE_CACHE_BYTES: usize = 1 << 20;
 
 /// Writes between two durable commits, besides the explicit flushes.
 const FLUSH_EVERY: u32 = 512;

@@ -710,7 +710,8 @@ impl Engine {
             // by its own log entry, as sync_client assumes.
             return Ok(());
         };
-        let records = full.records()?;
+        // One copy of the records only: memory stays flat for large mailboxes.
+        let (full, records) = full.split_records()?;
         if remote.is_none() {
             self.stats.mailboxes_created += 1;
         }
