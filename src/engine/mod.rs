@@ -7,6 +7,11 @@
 //! state differs are read in full (`GET FULLMAILBOX`) and updated
 //! (`APPLY RESERVE` → `GET FETCH` ⇢ `APPLY MESSAGE` → `APPLY MAILBOX`).
 //! Replaying an action is always safe.
+//!
+//! In rolling replication the replica's side of a mailbox action may come
+//! from the channel's target-state cache ([`crate::cache`]) instead of
+//! `GET MAILBOXES`, as sync_client's `sync_cache_db`; see [`CacheUse`] and
+//! [`Engine::sync_mailboxes`] for what a cached state may and may not drive.
 
 pub mod spool;
 
