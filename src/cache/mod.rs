@@ -190,6 +190,26 @@ impl TargetCache {
             path: path.to_path_buf(),
             detail,
         };
+        if !existed {
+            // Mailbox names, ACLs and private annotations: readable by the
+            // cyrus user only, as Cyrus's own files (redb fills the empty file).
+            use std::os::unix::fs::OpenOptionsExt;
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path);
+            match created {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    return Err(CacheError::Access {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
         // redb checks what it reads, but a file of garbage must never take
         // the daemon down: a panic while opening counts as damage.
         let opened = catch_unwind(AssertUnwindSafe(|| {

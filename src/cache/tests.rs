@@ -128,6 +128,18 @@ fn forgetting_a_users_namespace_keeps_what_the_replica_still_has() {
 }
 
 #[test]
+fn a_new_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = open(dir.path());
+    let mode = std::fs::metadata(cache.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
 fn entries_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
