@@ -49,8 +49,16 @@ impl Lmtp {
     /// Delivers `body` (a full RFC 5322 message, LF or CRLF line ends) to `rcpt`
     /// (`alice` or `alice+Folder` for a subfolder).
     pub fn deliver(&mut self, rcpt: &str, body: &str) {
+        self.deliver_to(&[rcpt], body);
+    }
+
+    /// Delivers one message to several recipients in one transaction (Cyrus
+    /// stores it once: the same GUID in every mailbox).
+    pub fn deliver_to(&mut self, rcpts: &[&str], body: &str) {
         self.command("MAIL FROM:<sender@example.org>", "250");
-        self.command(&format!("RCPT TO:<{rcpt}>"), "250");
+        for rcpt in rcpts {
+            self.command(&format!("RCPT TO:<{rcpt}>"), "250");
+        }
         self.command("DATA", "354");
         let mut data = String::new();
         for line in body.lines() {
@@ -63,7 +71,18 @@ impl Lmtp {
         }
         data.push_str(".\r\n");
         self.writer.write_all(data.as_bytes()).expect("write data");
-        self.expect("250");
+        // LMTP answers DATA once per recipient (RFC 2033 §4.2).
+        for _ in rcpts {
+            self.expect("250");
+        }
+    }
+}
+
+impl Lmtp {
+    /// The local port of this connection (to find the server process that
+    /// serves it).
+    pub fn local_port(&self) -> u16 {
+        self.writer.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 }
 

@@ -165,6 +165,12 @@ impl CyrusPair {
     /// Like [`start`](Self::start), with extra lines appended to the master's
     /// imapd.conf.
     pub fn start_with(extra_master_conf: &[&str]) -> CyrusPair {
+        Self::start_with_channels(Channels::Two, extra_master_conf)
+    }
+
+    /// Like [`start_with`](Self::start_with), choosing the sync log channels
+    /// the master writes.
+    pub fn start_with_channels(channels: Channels, extra_master_conf: &[&str]) -> CyrusPair {
         assert!(
             rustix::process::geteuid().is_root(),
             "the Cyrus test pair must be started as root (Cyrus's master drops to the cyrus user)"
@@ -195,7 +201,8 @@ impl CyrusPair {
             keep: std::env::var_os("CYRSYNC_KEEP_PAIR").is_some(),
             dir,
         };
-        let replication = replication_section(&pair.master, &pair.replica, extra_master_conf);
+        let replication =
+            replication_section(&pair.master, &pair.replica, channels, extra_master_conf);
         for (inst, extra) in [(&pair.master, replication.as_str()), (&pair.replica, "")] {
             write_instance(inst, extra);
         }
@@ -262,6 +269,23 @@ impl CyrusPair {
         }
     }
 
+    /// Sets `key: value` in the master's imapd.conf, replacing the line that
+    /// sets `key` if there is one (Cyrus refuses a key given twice). Cyrus's
+    /// processes read the file when they start, so this reaches new
+    /// connections and replicators started afterwards.
+    pub fn set_master_option(&self, key: &str, value: &str) {
+        let path = self.master.imapd_conf();
+        let text = fs::read_to_string(&path).expect("read master imapd.conf");
+        let prefix = format!("{key}:");
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with(&prefix))
+            .map(str::to_string)
+            .collect();
+        lines.push(format!("{key}: {value}"));
+        fs::write(&path, lines.join("\n") + "\n").expect("write master imapd.conf");
+    }
+
     /// Stops both instances now (also done on drop).
     pub fn stop(&mut self) {
         for inst in [&self.master, &self.replica] {
@@ -281,12 +305,26 @@ impl Drop for CyrusPair {
     }
 }
 
-fn replication_section(master: &Instance, replica: &Instance, extra: &[&str]) -> String {
+/// The sync log channels of a pair's master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channels {
+    /// The default channel (csync) and `chan2` (IMAP), both to the replica.
+    Two,
+    /// Only the default channel (`sync_log_channels` unset), as a master with
+    /// one replica is usually configured.
+    DefaultOnly,
+}
+
+fn replication_section(
+    master: &Instance,
+    replica: &Instance,
+    channels: Channels,
+    extra: &[&str],
+) -> String {
     let sync_dir = master.config_dir().join("sync");
     let mut s = format!(
         "# ---- replication (master side) ----\n\
          sync_log: 1\n\
-         sync_log_channels: \"\" chan2\n\
          sync_host: 127.0.0.1\n\
          sync_port: {csync}\n\
          sync_authname: {REPL_USER}\n\
@@ -294,19 +332,25 @@ fn replication_section(master: &Instance, replica: &Instance, extra: &[&str]) ->
          sync_try_imap: 0\n\
          sync_repeat_interval: 1s\n\
          sync_shutdown_file: {sd}/shutdown\n\
-         chan2_sync_host: 127.0.0.1\n\
-         chan2_sync_port: {imap}\n\
-         chan2_sync_authname: {REPL_USER}\n\
-         chan2_sync_password: {REPL_PASSWORD}\n\
-         chan2_sync_try_imap: 1\n\
-         chan2_sync_shutdown_file: {sd}/chan2/shutdown\n\
          cyrsync_source_host: 127.0.0.1\n\
          cyrsync_source_port: {master_csync}\n",
         csync = replica.csync_port,
-        imap = replica.imap_port,
         master_csync = master.csync_port,
         sd = sync_dir.display(),
     );
+    if channels == Channels::Two {
+        s.push_str(&format!(
+            "sync_log_channels: \"\" chan2\n\
+             chan2_sync_host: 127.0.0.1\n\
+             chan2_sync_port: {imap}\n\
+             chan2_sync_authname: {REPL_USER}\n\
+             chan2_sync_password: {REPL_PASSWORD}\n\
+             chan2_sync_try_imap: 1\n\
+             chan2_sync_shutdown_file: {sd}/chan2/shutdown\n",
+            imap = replica.imap_port,
+            sd = sync_dir.display(),
+        ));
+    }
     for line in extra {
         s.push_str(line);
         s.push('\n');
@@ -491,21 +535,59 @@ fn signal(pid: i32, sig: rustix::process::Signal) {
     }
 }
 
-/// Every process whose command line mentions `dir` (Cyrus children carry
-/// `-C DIR/.../imapd.conf`), found through /proc.
+/// Every Cyrus process (its program in the Cyrus binary directory) whose
+/// command line mentions `dir` (Cyrus children carry
+/// `-C DIR/.../imapd.conf`), found through /proc. Other programs naming the
+/// directory — a tmux server whose first session ran a test's command, a
+/// cyrsync under test — are not Cyrus's and are left alone.
 fn processes_under(dir: &Path) -> Vec<i32> {
     let needle = dir.display().to_string();
+    let bin_dir = fs::canonicalize(cyrus_bin_dir()).unwrap_or_else(|_| cyrus_bin_dir());
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
+            fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.starts_with(&bin_dir))
+                && fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                    .unwrap_or(false)
         })
         .collect()
+}
+
+/// The processes of a running instance: its `master` and every descendant
+/// (found through the parent pids in /proc).
+pub fn instance_processes(inst: &Instance) -> Vec<i32> {
+    let Some(root) = inst.pid() else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(i32, i32)> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    tree
 }
 
 fn stop_instance(inst: &Instance) {
