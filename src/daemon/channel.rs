@@ -138,7 +138,8 @@ pub async fn run_channel(
             continue;
         }
         // sync_repeat_interval is the least time between the starts of two
-        // runs, not a sleep after each: an idle channel replicates at once.
+        // runs that changed the replica, not a sleep after each: an idle
+        // channel replicates at once.
         if let Some(t) = last_run {
             let next = t + ch.repeat_interval;
             if Instant::now() < next {
@@ -179,7 +180,6 @@ pub async fn run_channel(
             continue;
         };
         let started = Instant::now();
-        last_run = Some(started);
         monitor.update(|v| v.state = ChannelState::Syncing);
         let entries = run.read_all()?;
         let malformed = run.take_malformed();
@@ -221,6 +221,7 @@ pub async fn run_channel(
             async move {
                 let mut relog = Vec::new();
                 let mut interrupted = false;
+                let mut applied = 0;
                 for u in &list {
                     let out = w.run_user(u, &mut stop).await;
                     monitor.update(|v| {
@@ -228,20 +229,30 @@ pub async fn run_channel(
                         v.counters.actions += out.done;
                     });
                     relog.extend(out.relog);
+                    applied += out.applied;
                     if out.interrupted {
                         interrupted = true;
                         break;
                     }
                 }
-                (relog, interrupted)
+                (relog, interrupted, applied)
             }
         });
         let results = futures_util::future::join_all(jobs).await;
         let mut interrupted = false;
         let mut relog = Vec::new();
-        for (r, i) in results {
+        let mut applied = 0;
+        for (r, i, a) in results {
             relog.extend(r);
             interrupted |= i;
+            applied += a;
+        }
+        // A run that found the replica already in agreement does not hold
+        // back the next one: Cyrus writers log one change on several lines
+        // (lmtpd: APPEND at commit, MAILBOX at unlock), and the late line
+        // would otherwise delay the next delivery by a whole interval.
+        if applied > 0 || !relog.is_empty() {
+            last_run = Some(started);
         }
         if !relog.is_empty() {
             // Nothing lost: what failed goes back to the log for a later run.

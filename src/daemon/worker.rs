@@ -23,6 +23,8 @@ pub struct Outcome {
     pub relog: Vec<LogEntry>,
     /// The run was interrupted by shutdown: `log-run` must be kept.
     pub interrupted: bool,
+    /// `APPLY` commands sent to the replica (0: the replica already agreed).
+    pub applied: u64,
 }
 
 /// One worker of a channel.
@@ -35,6 +37,8 @@ pub struct Worker {
     failures: u32,
     /// The engine's counters already added to the channel's.
     seen: crate::engine::SyncStats,
+    /// `APPLY`s sent over every session so far.
+    applied: u64,
 }
 
 /// First reconnect delay; doubled per failure up to `sync_reconnect_maxwait`.
@@ -52,6 +56,7 @@ impl Worker {
             monitor,
             failures: 0,
             seen: Default::default(),
+            applied: 0,
         }
     }
 
@@ -129,6 +134,7 @@ impl Worker {
         stop: &mut watch::Receiver<bool>,
     ) -> Outcome {
         let mut outcome = Outcome::default();
+        let applied_before = self.applied;
         let user = batch.userid.clone();
         self.monitor.update(|v| {
             if let Some(w) = v.workers.get_mut(self.id) {
@@ -211,6 +217,7 @@ impl Worker {
             }
         }
         self.publish_stats();
+        outcome.applied = self.applied - applied_before;
         self.monitor.update(|v| {
             if let Some(w) = v.workers.get_mut(self.id) {
                 *w = Default::default();
@@ -263,6 +270,7 @@ impl Worker {
         };
         let now = engine.stats().clone();
         let was = std::mem::replace(&mut self.seen, now.clone());
+        self.applied += now.applies.saturating_sub(was.applies);
         self.monitor.update(|v| {
             let c = &mut v.counters;
             c.mailboxes += now.mailboxes_updated.saturating_sub(was.mailboxes_updated);
