@@ -111,15 +111,20 @@ impl Replicator {
     /// Panics if it died (a replicator that exits is a failed run).
     pub fn assert_running(&mut self, pair: &CyrusPair) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {
-            let log = fs::read_to_string(pair.dir.join(format!("{}.log", self.kind.name())))
-                .unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            panic!(
-                "{} exited with {status}; its log ends:\n{}",
-                self.kind.name(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
+            self.fail(pair, &format!("exited with {status}"));
         }
+    }
+
+    /// Panics with `what` and the end of the replicator's log.
+    pub fn fail(&self, pair: &CyrusPair, what: &str) -> ! {
+        let log = fs::read_to_string(pair.dir.join(format!("{}.log", self.kind.name())))
+            .unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        panic!(
+            "{} {what}; its log ends:\n{}",
+            self.kind.name(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
 
     /// Stops it with the channel's shutdown file (both honour

@@ -208,11 +208,9 @@ impl Bench {
     /// Replicates `users` with a one-shot `sync_client -u` (set-up, not
     /// measured) and empties the log.
     fn replicate_setup(&self, users: &[String]) {
-        let mut args = Vec::new();
-        for u in users {
-            args.push("-u");
-            args.push(u.as_str());
-        }
+        // sync_client takes -u once, the userids as its arguments.
+        let mut args = vec!["-u"];
+        args.extend(users.iter().map(String::as_str));
         self.pair.sync_client(&args);
         self.take_log();
     }
@@ -367,7 +365,7 @@ impl Bench {
                 Duration::from_millis(20),
                 CONVERGE_LIMIT,
             )
-            .unwrap_or_else(|| panic!("{} did not converge on {variant}", kind.name()));
+            .unwrap_or_else(|| rep.fail(&self.pair, &format!("did not converge on {variant}")));
         self.close_window(&window, &mut rep, &mut run);
         rep.stop();
         run.wall_seconds = wall.as_secs_f64();
@@ -442,7 +440,7 @@ impl Bench {
                         Duration::from_millis(5),
                         Duration::from_secs(60),
                     )
-                    .expect("warm-up delivery replicated");
+                    .unwrap_or_else(|| rep.fail(&self.pair, "did not replicate a delivery"));
                 let mut run = Run::new(kind, &format!("sync_repeat_interval: {interval}"));
                 let window = self.window(&sides, &lmtp_pid.into_iter().collect::<Vec<_>>(), &[]);
                 rep.reset_cpu();
@@ -455,7 +453,7 @@ impl Bench {
                     let want = sides.master(&names);
                     let l = sides
                         .wait_replica(&want, t0, Duration::from_millis(2), Duration::from_secs(60))
-                        .unwrap_or_else(|| panic!("{} lost a delivery", kind.name()));
+                        .unwrap_or_else(|| rep.fail(&self.pair, "did not replicate a delivery"));
                     latencies.push(l.as_secs_f64() * 1000.0);
                 }
                 self.close_window(&window, &mut rep, &mut run);
@@ -672,7 +670,7 @@ impl Bench {
                     Duration::from_millis(20),
                     CONVERGE_LIMIT,
                 )
-                .unwrap_or_else(|| panic!("{} did not converge", kind.name()));
+                .unwrap_or_else(|| rep.fail(&self.pair, "did not converge"));
             self.close_window(&window, &mut rep, &mut run);
             rep.stop();
             run.wall_seconds = wall.as_secs_f64();
@@ -754,7 +752,7 @@ impl Bench {
                     Duration::from_millis(5),
                     Duration::from_secs(120),
                 )
-                .expect("warm-up change replicated");
+                .unwrap_or_else(|| rep.fail(&self.pair, "did not replicate a change"));
             let mut run = Run::new(kind, "sync_repeat_interval: 1s");
             let window = self.window(&sides, &own, &[]);
             rep.reset_cpu();
@@ -773,11 +771,9 @@ impl Bench {
                     if sides.replica(&names) == want {
                         break;
                     }
-                    assert!(
-                        t0.elapsed() < Duration::from_secs(120),
-                        "{} did not replicate a change",
-                        kind.name()
-                    );
+                    if t0.elapsed() > Duration::from_secs(120) {
+                        rep.fail(&self.pair, "did not replicate a change");
+                    }
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
