@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use cyrsync::dlist::{FileLiteral, Limits, parse_value};
 use cyrsync::model::MailboxState;
 use cyrsync::proto::session::MemoryBodies;
-use cyrsync::source::local::{LocalError, LocalReader};
+use cyrsync::source::local::{LocalError, LocalReader, Since};
 use support::csync::Csync;
 use support::imap::Imap;
 use support::lmtp::{Lmtp, message};
@@ -53,6 +53,8 @@ fn all_mailboxes(master: &mut Csync, user: &str) -> Vec<String> {
 }
 
 /// Compares the two sources for `name`; returns the local error, if any.
+/// The records changed since a point half-way through the mailbox's
+/// history must be exactly those of `GET FULLMAILBOX` above it.
 fn oracle(reader: &mut LocalReader, master: &mut Csync, name: &str) -> Result<(), LocalError> {
     let (listed, full) = protocol(master, name);
     let local = reader.full_mailbox(&listed)?;
@@ -61,6 +63,23 @@ fn oracle(reader: &mut LocalReader, master: &mut Csync, name: &str) -> Result<()
         full.kvlist(),
         "local reader and GET FULLMAILBOX differ for {name}"
     );
+    let since = Since {
+        modseq: full.highestmodseq() / 2,
+        last_uid: full.last_uid() / 2,
+    };
+    let changed = reader.changed_since(&listed, since)?;
+    let want: Vec<_> = full
+        .records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.modseq > since.modseq || u64::from(r.uid) > since.last_uid)
+        .collect();
+    assert_eq!(
+        changed.records().unwrap(),
+        want,
+        "records changed since {since:?} differ for {name}"
+    );
+    assert_eq!(changed.header(), full.header(), "{name}");
     Ok(())
 }
 

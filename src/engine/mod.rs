@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::proto::ProtoError;
 use crate::proto::session::Session;
-use crate::source::local::{LocalError, LocalReader};
+use crate::source::local::{LocalError, LocalReader, Since};
 use spool::Spool;
 
 /// Why an action could not be completed.
@@ -431,7 +431,7 @@ impl Engine {
             {
                 continue;
             }
-            self.update_mailbox(m.name(), remote).await?;
+            self.update_mailbox(m, remote).await?;
         }
         Ok(())
     }
@@ -442,10 +442,11 @@ impl Engine {
     /// full record-by-record comparison.
     async fn update_mailbox(
         &mut self,
-        name: &str,
+        listed: &MailboxState,
         remote: Option<MailboxState>,
     ) -> Result<(), EngineError> {
-        match self.update_mailbox_once(name, remote.clone(), true).await {
+        let name = listed.name();
+        match self.update_mailbox_once(listed, remote.clone(), true).await {
             Err(EngineError::CopiedBack { .. }) => {
                 let remote = match &remote {
                     Some(r) => Self::get_mailboxes(&mut self.target, &[r.name().to_string()])
@@ -454,29 +455,55 @@ impl Engine {
                         .find(|x| x.uniqueid() == r.uniqueid()),
                     None => None,
                 };
-                self.update_mailbox_once(name, remote, false).await
+                // The copy-back changed the master: its listing is stale.
+                let Some(fresh) = Self::get_mailboxes(&mut self.source, &[name.to_string()])
+                    .await?
+                    .into_iter()
+                    .find(|m| m.name() == name)
+                else {
+                    return Ok(());
+                };
+                self.update_mailbox_once(&fresh, remote, false).await
             }
             other => other,
         }
     }
 
-    /// The master's whole mailbox: from its index files when the local
-    /// reader can vouch for them (a stale read is retried against a fresh
-    /// `GET MAILBOXES` twice), else with `GET FULLMAILBOX`, which holds the
-    /// mailbox's lock on the master for the whole answer.
-    async fn read_master(&mut self, name: &str) -> Result<Option<MailboxState>, EngineError> {
+    /// The master's mailbox: from its index files when the local reader can
+    /// vouch for them (checked against `listed`, the master's `GET
+    /// MAILBOXES` entry; a stale read is retried against a fresh one twice),
+    /// else with `GET FULLMAILBOX`, which holds the mailbox's lock on the
+    /// master for the whole answer. With `since`, the local reader keeps
+    /// only the records a replica there lacks; the flag says whether every
+    /// record is present.
+    async fn read_master(
+        &mut self,
+        listed: &MailboxState,
+        since: Option<Since>,
+    ) -> Result<Option<(MailboxState, bool)>, EngineError> {
+        let name = listed.name();
         if let Some(mut reader) = self.local.take() {
+            let mut listed = Some(listed.clone());
             for attempt in 0..3 {
-                let listed = Self::get_mailboxes(&mut self.source, &[name.to_string()])
-                    .await?
-                    .into_iter()
-                    .find(|m| m.name() == name);
-                let Some(listed) = listed else {
-                    self.local = Some(reader);
-                    return Ok(None);
+                let listed = match listed.take() {
+                    Some(l) => l,
+                    None => {
+                        let fresh = Self::get_mailboxes(&mut self.source, &[name.to_string()])
+                            .await?
+                            .into_iter()
+                            .find(|m| m.name() == name);
+                        let Some(fresh) = fresh else {
+                            self.local = Some(reader);
+                            return Ok(None);
+                        };
+                        fresh
+                    }
                 };
                 let (back, result) = tokio::task::spawn_blocking(move || {
-                    let result = reader.full_mailbox(&listed);
+                    let result = match since {
+                        Some(s) => reader.changed_since(&listed, s),
+                        None => reader.full_mailbox(&listed),
+                    };
                     (reader, result)
                 })
                 .await
@@ -489,7 +516,7 @@ impl Engine {
                     Ok(state) => {
                         self.local = Some(reader);
                         self.stats.local_reads += 1;
-                        return Ok(Some(state));
+                        return Ok(Some((state, since.is_none())));
                     }
                     Err(LocalError::Mismatch { .. }) if attempt < 2 => continue,
                     Err(e) => {
@@ -514,22 +541,29 @@ impl Engine {
         self.stats
             .full_reads
             .push((name.to_string(), started.elapsed()));
-        Ok(full)
+        Ok(full.map(|f| (f, true)))
     }
 
     async fn update_mailbox_once(
         &mut self,
-        name: &str,
+        listed: &MailboxState,
         remote: Option<MailboxState>,
         copy_back: bool,
     ) -> Result<(), EngineError> {
+        let name = listed.name();
         self.phase(name, Phase::Get);
-        let Some(full) = self.read_master(name).await? else {
+        // The first attempt needs only what the replica lacks; a retry
+        // (the replica moved, or disagrees) reads every record.
+        let since = remote.as_ref().map(|r| Since {
+            modseq: r.highestmodseq(),
+            last_uid: r.last_uid(),
+        });
+        let Some((mut full, mut complete)) = self.read_master(listed, since).await? else {
             // Deleted on the master meanwhile: the delete will be replicated
             // by its own log entry, as sync_client assumes.
             return Ok(());
         };
-        let records = full.records()?;
+        let mut records = full.records()?;
         if remote.is_none() {
             self.stats.mailboxes_created += 1;
         }
@@ -544,6 +578,14 @@ impl Engine {
                 2 => Mode::NoSince,
                 _ => Mode::Full,
             };
+            if mode != Mode::Since && !complete {
+                let Some((all, _)) = self.read_master(&full, None).await? else {
+                    return Ok(());
+                };
+                full = all;
+                records = full.records()?;
+                complete = true;
+            }
             let result = self
                 .push_mailbox(&full, &records, remote.as_ref(), mode, copy_back)
                 .await;
