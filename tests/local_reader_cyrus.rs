@@ -146,7 +146,7 @@ fn local_records_equal_get_fullmailbox_field_for_field() {
         let mut local = MemoryBodies::default();
         assert!(
             reader
-                .copy_body("user.alice", r.uid, &literal, &mut local)
+                .copy_body(full.uniqueid(), r.uid, &literal, &mut local)
                 .unwrap(),
             "UID {}",
             r.uid
@@ -221,6 +221,42 @@ fn local_records_equal_get_fullmailbox_field_for_field() {
     assert!(equal > 0, "no local read succeeded under load");
 }
 
+/// Cyrus 3's defaults, `unixhierarchysep: yes` and `altnamespace: yes`,
+/// give mailboxes external names unlike their internal ones (`user/alice`,
+/// a `.` inside a name stored as `^`, 8-bit names in modified UTF-7): the
+/// reader finds the files by uniqueid and reads them all the same.
+#[test]
+fn local_reader_is_indifferent_to_the_namespace() {
+    let pair = CyrusPair::start();
+    pair.set_master_option("unixhierarchysep", "yes");
+    pair.set_master_option("altnamespace", "yes");
+    let conf = pair.master.imapd_conf();
+    let mut reader = LocalReader::new(&conf).expect("Cyrus's mbpath (cyrus-imapd package)");
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user/carol");
+    admin.ok("CREATE user/carol/v1.2");
+    admin.ok("CREATE \"user/carol/Entw&APw-rfe\"");
+    for m in ["user/carol/v1.2", "user/carol/Entw&APw-rfe"] {
+        admin.ok(&format!("SETACL \"{m}\" anyone p"));
+    }
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for n in 0..6 {
+        lmtp.deliver("carol", &message(n, "namespace"));
+        lmtp.deliver("carol+v1.2", &message(n + 10, "namespace"));
+    }
+    let mut master = Csync::connect(pair.master.csync_port, REPL_USER, REPL_PASSWORD);
+    let names = all_mailboxes(&mut master, "carol");
+    assert!(
+        names.iter().any(|n| n == "user.carol.v1^2"),
+        "internal names: {names:?}"
+    );
+    for name in &names {
+        oracle(&mut reader, &mut master, name)
+            .unwrap_or_else(|e| panic!("{name}: local reader refused: {e}"));
+    }
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
 #[test]
 fn local_reader_stands_aside_when_it_cannot_vouch() {
     let pair = CyrusPair::start();
@@ -275,7 +311,7 @@ fn local_reader_stands_aside_when_it_cannot_vouch() {
     let mut sink = MemoryBodies::default();
     assert!(
         reader
-            .copy_body("user.alice.Notes", r.uid, &literal, &mut sink)
+            .copy_body(full.uniqueid(), r.uid, &literal, &mut sink)
             .unwrap()
     );
     let mut changed = original.clone();
@@ -283,21 +319,21 @@ fn local_reader_stands_aside_when_it_cannot_vouch() {
     changed[mid] ^= 0x20;
     std::fs::write(&data, &changed).unwrap();
     let same_size = reader.copy_body(
-        "user.alice.Notes",
+        full.uniqueid(),
         r.uid,
         &literal,
         &mut MemoryBodies::default(),
     );
     std::fs::write(&data, [original.as_slice(), b"x"].concat()).unwrap();
     let longer = reader.copy_body(
-        "user.alice.Notes",
+        full.uniqueid(),
         r.uid,
         &literal,
         &mut MemoryBodies::default(),
     );
     std::fs::remove_file(&data).unwrap();
     let gone = reader.copy_body(
-        "user.alice.Notes",
+        full.uniqueid(),
         r.uid,
         &literal,
         &mut MemoryBodies::default(),

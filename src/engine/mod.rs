@@ -400,6 +400,15 @@ impl Engine {
             }
         }
 
+        // The master's files of every mailbox about to be read, located in
+        // one `mbpath` call rather than one per mailbox.
+        let changed: Vec<String> = master
+            .iter()
+            .filter(|m| !by_uid.get(m.uniqueid()).is_some_and(|r| r.agrees_with(m)))
+            .map(|m| m.uniqueid().to_string())
+            .collect();
+        self.locate_local(changed).await;
+
         // 2. Renames (same uniqueid, other name), then updates.
         for m in master {
             self.stats.mailboxes_checked += 1;
@@ -466,6 +475,30 @@ impl Engine {
                 self.update_mailbox_once(&fresh, remote, false).await
             }
             other => other,
+        }
+    }
+
+    /// Has the local reader find the files of `uniqueids` (one `mbpath`
+    /// for those it does not know yet). A failure only means that those
+    /// mailboxes will be located, or read over the protocol, one by one.
+    async fn locate_local(&mut self, uniqueids: Vec<String>) {
+        if uniqueids.is_empty() {
+            return;
+        }
+        let Some(mut reader) = self.local.take() else {
+            return;
+        };
+        let located = tokio::task::spawn_blocking(move || {
+            let ids: Vec<&str> = uniqueids.iter().map(String::as_str).collect();
+            let result = reader.locate(&ids);
+            (reader, result)
+        })
+        .await;
+        if let Ok((reader, result)) = located {
+            if let Err(e) = result {
+                tracing::debug!("locating mailboxes with mbpath: {e}");
+            }
+            self.local = Some(reader);
         }
     }
 
@@ -980,7 +1013,7 @@ impl Engine {
             size: r.size,
         };
         let before = spool.len();
-        let result = reader.copy_body(full.name(), r.uid, &literal, spool);
+        let result = reader.copy_body(full.uniqueid(), r.uid, &literal, spool);
         if matches!(result, Ok(true)) {
             return true;
         }

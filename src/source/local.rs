@@ -1,7 +1,9 @@
 //! The local reader: a mailbox's records straight from its `cyrus.index` on
 //! the master host, under the shared lock Cyrus's own readers take, for the
 //! milliseconds of one read. Cyrus's `mbpath` finds the files (uuid or
-//! name-based storage, metapartitions). The mailbox-level fields come from
+//! name-based storage, metapartitions), asked by uniqueid so that the
+//! administrator's namespace settings (`unixhierarchysep`, `altnamespace`,
+//! 8-bit names) play no part, many mailboxes per call. The mailbox-level fields come from
 //! the protocol's `GET MAILBOXES`, which the engine reads anyway; the index
 //! must agree with them (HIGHESTMODSEQ, LAST_UID, UIDVALIDITY, both sync
 //! CRCs) or the read is refused and the protocol answers instead.
@@ -25,6 +27,14 @@ use crate::proto::session::BodySink;
 /// drops them all, so two reads of one index in this process (two channels,
 /// one master) must not overlap.
 static READING: Mutex<()> = Mutex::new(());
+
+/// Where mailboxes live, by imapd.conf and uniqueid: a fact of the Cyrus
+/// installation that every reader in this process shares (all workers, all
+/// channels, across reconnects), so that `mbpath` runs once per mailbox.
+static LOCATIONS: Mutex<Option<HashMap<(PathBuf, String), Dirs>>> = Mutex::new(None);
+
+/// Most mailboxes remembered; past it the cache starts afresh.
+const LOCATIONS_MAX: usize = 100_000;
 
 /// Why the local reader stood aside for this mailbox.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +103,6 @@ const BIN_DIRS: &[&str] = &[
 pub struct LocalReader {
     config: PathBuf,
     mbpath: PathBuf,
-    dirs: HashMap<String, Dirs>,
 }
 
 /// Where a mailbox's files are (`mbpath -j`: `meta`, `data`, `archive`).
@@ -117,7 +126,6 @@ impl LocalReader {
         Some(LocalReader {
             config: config.to_path_buf(),
             mbpath,
-            dirs: HashMap::new(),
         })
     }
 
@@ -144,56 +152,119 @@ impl LocalReader {
         }
     }
 
-    fn dirs(&mut self, mailbox: &str) -> Result<Dirs, LocalError> {
-        if let Some(d) = self.dirs.get(mailbox) {
-            return Ok(d.clone());
+    fn cached(&self, uniqueid: &str) -> Option<Dirs> {
+        let cache = LOCATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .as_ref()?
+            .get(&(self.config.clone(), uniqueid.to_string()))
+            .cloned()
+    }
+
+    /// Asks `mbpath` once for every mailbox of `uniqueids` not known yet
+    /// (`-p /<uniqueid>` looks a mailbox up by its uniqueid; `-7` takes the
+    /// argument as it is). Mailboxes it cannot place are left out; a later
+    /// read of one of them falls back to the protocol.
+    pub fn locate(&mut self, uniqueids: &[&str]) -> Result<(), LocalError> {
+        let mut unknown: Vec<&str> = uniqueids
+            .iter()
+            .copied()
+            .filter(|u| !u.is_empty() && self.cached(u).is_none())
+            .collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        for chunk in unknown.chunks(256) {
+            self.run_mbpath(chunk)?;
         }
+        Ok(())
+    }
+
+    fn run_mbpath(&self, uniqueids: &[&str]) -> Result<(), LocalError> {
         let locate = |detail: String| LocalError::Locate {
-            mailbox: mailbox.to_string(),
+            mailbox: uniqueids.join(" "),
             detail,
         };
         let out = std::process::Command::new(&self.mbpath)
             .arg("-C")
             .arg(&self.config)
-            .arg("-j")
-            .arg(mailbox)
+            .args(["-7", "-j", "-p"])
+            .args(uniqueids.iter().map(|u| format!("/{u}")))
+            .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| locate(e.to_string()))?;
-        if !out.status.success() {
+        // One JSON object per mailbox found; those it cannot find are named
+        // on stderr (and make the exit status non-zero).
+        let mut found = Vec::new();
+        for json in
+            serde_json::Deserializer::from_slice(&out.stdout).into_iter::<serde_json::Value>()
+        {
+            let json = json.map_err(|e| locate(format!("unreadable answer: {e}")))?;
+            let path = |key: &str| {
+                json.get(key)
+                    .and_then(serde_json::Value::as_str)
+                    .filter(|m| !m.is_empty())
+                    .map(PathBuf::from)
+            };
+            let (Some(meta), Some(data)) = (path("meta"), path("data")) else {
+                return Err(locate("no meta or data path in its answer".into()));
+            };
+            found.push(Dirs {
+                meta,
+                data,
+                archive: path("archive"),
+            });
+        }
+        if found.is_empty() && !out.status.success() {
             return Err(locate(
                 String::from_utf8_lossy(&out.stderr).trim().to_string(),
             ));
         }
-        let json: serde_json::Value =
-            serde_json::from_slice(&out.stdout).map_err(|e| locate(e.to_string()))?;
-        let path = |key: &str| {
-            json.get(key)
-                .and_then(serde_json::Value::as_str)
-                .filter(|m| !m.is_empty())
-                .map(PathBuf::from)
-        };
-        let dirs = Dirs {
-            meta: path("meta").ok_or_else(|| locate("no meta path in its answer".into()))?,
-            data: path("data").ok_or_else(|| locate("no data path in its answer".into()))?,
-            archive: path("archive"),
-        };
-        self.dirs.insert(mailbox.to_string(), dirs.clone());
-        Ok(dirs)
+        // The answers carry names, not uniqueids: each is matched to its
+        // uniqueid by the directory, which Cyrus names after the uniqueid
+        // (uuid storage), or checked later against cyrus.header.
+        let mut cache = LOCATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+        let cache = cache.get_or_insert_with(HashMap::new);
+        if cache.len() + found.len() > LOCATIONS_MAX {
+            cache.clear();
+        }
+        if found.len() == uniqueids.len() && out.status.success() {
+            for (u, d) in uniqueids.iter().zip(found) {
+                cache.insert((self.config.clone(), (*u).to_string()), d);
+            }
+        } else {
+            for d in found {
+                if let Some(u) = uniqueids.iter().find(|u| d.meta.ends_with(u)) {
+                    cache.insert((self.config.clone(), (*u).to_string()), d);
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// Copies the message file of `uid` in `mailbox` into `sink` as the
-    /// body of `file`, checking on the way that its SHA-1 is the GUID;
-    /// `Ok(false)` when the file is not there or is not that message (the
-    /// caller then asks the protocol, after undoing what `sink` got).
+    fn dirs(&mut self, uniqueid: &str) -> Result<Dirs, LocalError> {
+        if let Some(d) = self.cached(uniqueid) {
+            return Ok(d);
+        }
+        self.locate(&[uniqueid])?;
+        self.cached(uniqueid).ok_or_else(|| LocalError::Locate {
+            mailbox: uniqueid.to_string(),
+            detail: "mbpath does not know this uniqueid".into(),
+        })
+    }
+
+    /// Copies the message file of `uid` in the mailbox `uniqueid` into
+    /// `sink` as the body of `file`, checking on the way that its SHA-1 is
+    /// the GUID; `Ok(false)` when the file is not there or is not that
+    /// message (the caller then asks the protocol, after undoing what `sink`
+    /// got).
     pub fn copy_body(
         &mut self,
-        mailbox: &str,
+        uniqueid: &str,
         uid: u32,
         file: &FileLiteral,
         sink: &mut dyn BodySink,
     ) -> Result<bool, LocalError> {
         use sha1::Digest as _;
-        let dirs = self.dirs(mailbox)?;
+        let dirs = self.dirs(uniqueid)?;
         let name = format!("{uid}.");
         let mut candidates = vec![dirs.data.join(&name)];
         candidates.extend(dirs.archive.map(|a| a.join(&name)));
@@ -230,9 +301,13 @@ impl LocalReader {
         Ok(got.eq_ignore_ascii_case(&file.guid))
     }
 
-    /// Forgets where `mailbox` lives (after a rename or a failed read).
-    pub fn forget(&mut self, mailbox: &str) {
-        self.dirs.remove(mailbox);
+    /// Forgets where the mailbox `uniqueid` lives (after a failed read: a
+    /// rename moves a mailbox stored under its name).
+    pub fn forget(&mut self, uniqueid: &str) {
+        let mut cache = LOCATIONS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = cache.as_mut() {
+            c.remove(&(self.config.clone(), uniqueid.to_string()));
+        }
     }
 
     /// The whole mailbox as `GET FULLMAILBOX` would send it: the
@@ -265,7 +340,7 @@ impl LocalReader {
         let name = listed.name().to_string();
         let result = self.read(&name, listed, since);
         if result.is_err() {
-            self.forget(&name);
+            self.forget(listed.uniqueid());
         }
         result
     }
@@ -276,7 +351,7 @@ impl LocalReader {
         listed: &MailboxState,
         since: Option<Since>,
     ) -> Result<MailboxState, LocalError> {
-        let dir = self.dirs(name)?.meta;
+        let dir = self.dirs(listed.uniqueid())?.meta;
         let header_path = dir.join("cyrus.header");
         let index_path = dir.join("cyrus.index");
         let io = |path: &Path| {
