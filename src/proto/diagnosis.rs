@@ -140,8 +140,16 @@ impl HintContext {
         }
     }
 
+    /// The account, without a trailing ` # comment` (which gets its own note).
     fn user(&self) -> &str {
-        self.authname.as_deref().unwrap_or("the account")
+        let name = self.authname.as_deref().unwrap_or("the account");
+        name.split(" #")
+            .next()
+            .unwrap_or(name)
+            .split("\t#")
+            .next()
+            .unwrap_or(name)
+            .trim_end()
     }
 
     fn realm(&self) -> &str {
@@ -349,19 +357,27 @@ impl ProtoError {
                 | Cause::AuthFailed
                 | Cause::NotAdmin
                 | Cause::MissingCredential
-        ) {
-            for key in &ctx.commented_keys {
-                hint.push_str(&format!(
-                    "; note: {key} contains \" #\": Cyrus and cyrsync keep a trailing `# comment` \
-                     as part of the value, so the {side} sees a different {}; move the comment \
-                     to a line of its own",
-                    if key.ends_with("password") {
-                        "password"
-                    } else {
-                        "name"
-                    }
-                ));
-            }
+        ) && !ctx.commented_keys.is_empty()
+        {
+            // The likeliest cause comes first: the value is not what the
+            // administrator thinks it is.
+            let notes: Vec<String> = ctx
+                .commented_keys
+                .iter()
+                .map(|key| {
+                    format!(
+                        "{key} contains \" #\": Cyrus and cyrsync keep a trailing `# comment` as \
+                         part of the value, so the {side} is sent a different {}; move the comment \
+                         to a line of its own",
+                        if key.contains("password") {
+                            "password"
+                        } else {
+                            "name"
+                        }
+                    )
+                })
+                .collect();
+            hint = format!("{}; if that is not it: {hint}", notes.join("; "));
         }
         hint
     }

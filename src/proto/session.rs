@@ -128,19 +128,28 @@ impl ConnectOptions {
         }
         let mut from = Vec::new();
         if let Some(f) = &t.ca_file {
-            from.push(format!(
-                "{} {}",
-                self.key("tls_client_ca_file"),
-                f.display()
-            ));
+            from.push(format!("tls_client_ca_file {}", f.display()));
         }
         if let Some(d) = &t.ca_dir {
-            from.push(format!("{} {}", self.key("tls_client_ca_dir"), d.display()));
+            from.push(format!("tls_client_ca_dir {}", d.display()));
         }
         if from.is_empty() {
             "the system's CA certificates (no tls_client_ca_file set)".to_string()
         } else {
             from.join(" and ")
+        }
+    }
+
+    /// `tls_client_ca_file`, and for a named channel the key that sets it for
+    /// that channel alone.
+    pub fn ca_file_keys(&self) -> String {
+        if self.key_prefix.is_empty() {
+            "tls_client_ca_file".to_string()
+        } else {
+            format!(
+                "tls_client_ca_file (or {}tls_client_ca_file for this channel alone)",
+                self.key_prefix
+            )
         }
     }
 }
@@ -1086,7 +1095,7 @@ fn certificate_rejected(
     let subject = cert
         .map(|c| format!("{} (issued by {})", c.subject, c.issuer))
         .unwrap_or_else(|| "its certificate".into());
-    let ca_key = opts.key("tls_client_ca_file");
+    let ca_key = opts.ca_file_keys();
     let (reason, fix, pin_mismatch) = match why {
         Rejection::PinMismatch { expected } => (
             format!(
