@@ -311,6 +311,33 @@ fn a_replica_nobody_listens_for_is_refused_quickly() {
     assert_eq!(step(replica, "connect")["cause"], "refused");
     assert_eq!(step(replica, "login")["status"], "skip");
     assert_eq!(replica["address"], format!("127.0.0.1:{nobody}"));
+
+    // A port that accepts and never speaks: cut at sync_timeout (here 3s,
+    // below the check's own cap).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = pair.master_conf_variant(
+        dir.path(),
+        &[("sync_port", &port.to_string()), ("sync_timeout", "3s")],
+        &[],
+    );
+    let started = Instant::now();
+    let (code, report) = json(&conf, &["-n", ""]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(silent);
+    assert_eq!(code, 1);
+    let replica = peer(&report, "", "replica");
+    assert_eq!(step(replica, "connect")["status"], "ok");
+    let greeting = step(replica, "greeting");
+    assert_eq!(greeting["cause"], "timeout", "{greeting}");
+    assert!(
+        greeting["hint"]
+            .as_str()
+            .unwrap()
+            .contains("accepted the connection but did not answer within 3s"),
+        "{greeting}"
+    );
 }
 
 #[test]

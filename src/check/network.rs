@@ -65,6 +65,7 @@ pub async fn check_peer(
     imapd_conf: Option<std::path::PathBuf>,
     explained: &[Explained],
 ) -> PeerReport {
+    let sync_timeout = opts.timeout;
     opts.timeout = opts.timeout.min(STEP_TIMEOUT_CAP);
     let role = match opts.side {
         Side::Source => "master",
@@ -103,7 +104,7 @@ pub async fn check_peer(
 
     if let Err(step) = resolve(&opts, &ctx).await {
         report.steps.push(step);
-        for s in STEPS {
+        for s in &STEPS[1..] {
             report.steps.push(not_reached(s));
         }
         return report;
@@ -124,7 +125,13 @@ pub async fn check_peer(
     let failed_at = err.as_ref().map(|e| failed_step(&hs, e));
     let failure = |check: &'static str| -> Option<Step> {
         let e = err.as_ref()?;
-        (failed_at == Some(check)).then(|| failed(check, e, &ctx, &opts, imapd_conf.as_deref()))
+        (failed_at == Some(check)).then(|| {
+            let mut step = failed(check, e, &ctx, &opts, imapd_conf.as_deref());
+            if e.cause() == Cause::Timeout {
+                explain_timeout(&mut step, &hs, &opts, sync_timeout);
+            }
+            step
+        })
     };
     let reached = |check: &'static str| -> bool {
         match failed_at {
@@ -274,6 +281,34 @@ fn failed(
         detail,
         cause: Some(cause.as_str().to_string()),
         hint: Some(hint),
+    }
+}
+
+/// Says which limit cut the step (the check's cap, not `sync_timeout`) and
+/// what a silent server usually is.
+fn explain_timeout(
+    step: &mut Step,
+    hs: &Handshake,
+    opts: &ConnectOptions,
+    sync_timeout: std::time::Duration,
+) {
+    let secs = opts.timeout.as_secs();
+    if opts.timeout < sync_timeout {
+        step.detail = step.detail.replace(
+            &format!("sync_timeout ({secs}s)"),
+            &format!(
+                "{secs}s (this check's limit; sync_timeout is {})",
+                crate::config::value::format_duration(sync_timeout)
+            ),
+        );
+    }
+    if hs.connected {
+        step.hint = Some(format!(
+            "the {} accepted the connection but did not answer within {secs}s: something other than Cyrus listens on {} ({}), or Cyrus is overloaded (see `maxchild` in its cyrus.conf and its syslog)",
+            opts.side,
+            hs.peer.as_deref().unwrap_or("that port"),
+            opts.key("sync_port")
+        ));
     }
 }
 
@@ -427,16 +462,20 @@ fn tls_step(hs: &Handshake, opts: &ConnectOptions, r: &PeerReport) -> Step {
             "tls",
             Status::Info,
             format!(
-                "not offered by the {side} (no tls_server_cert and tls_server_key in its imapd.conf): the session is not encrypted; the password is protected by {}",
+                "not offered by the {side} (no tls_server_cert and tls_server_key in its imapd.conf): the session is not encrypted{}",
                 hs.mechanism
-                    .map(|m| m.to_string())
-                    .unwrap_or_else(|| "SASL".into())
+                    .map(|m| format!("; the password is protected by {m}"))
+                    .unwrap_or_default()
             ),
         );
     };
     let mut d = match t.verification.as_str() {
         "verified" => format!("certificate verified against {}", t.trust),
         "pinned" => format!("certificate matches {}", t.trust),
+        "not verified" => format!(
+            "certificate NOT verified ({}: no)",
+            opts.key("cyrsync_tls_verify")
+        ),
         other => format!("certificate {other}: {}", t.trust),
     };
     if let Some(v) = &t.version {
