@@ -176,7 +176,16 @@ pub fn text(report: &Report, colour: Colour) -> String {
             report.warnings.len()
         );
         for w in &report.warnings {
-            let _ = writeln!(out, "  {} {w}", marker(Status::Warn, colour));
+            let mut lines = w.lines();
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                marker(Status::Warn, colour),
+                lines.next().unwrap_or("")
+            );
+            for l in lines {
+                let _ = writeln!(out, "         {}", l.trim_start());
+            }
         }
     }
     let _ = writeln!(
@@ -244,4 +253,91 @@ pub fn config_error_json(config_file: &std::path::Path, error: &str) -> String {
         "config_error": error,
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{ChannelReport, PeerReport};
+
+    fn report() -> Report {
+        let step = |check, status, detail: &str| Step::new(check, status, detail);
+        let mut login = step("login", Status::Fail, "r:2005 refused authentication");
+        login.cause = Some("wrong_password".into());
+        login.hint = Some("set sync_password".into());
+        Report {
+            format: 1,
+            config_file: "/etc/imapd.conf".into(),
+            ok: false,
+            network: true,
+            step_timeout_secs: 15,
+            warnings: vec!["a warning\n  fix: do this".into()],
+            channels: vec![ChannelReport {
+                channel: String::new(),
+                checked: true,
+                ok: false,
+                summary: "NOT usable: replica login (wrong_password) failed".into(),
+                log_dir: "/var/imap/sync".into(),
+                peers: vec![PeerReport {
+                    role: "replica",
+                    endpoint: "r:2005".into(),
+                    address: Some("10.0.0.2:2005".into()),
+                    ok: false,
+                    transport: Some("csync".into()),
+                    server: None,
+                    tls: None,
+                    sasl_offered: vec!["SCRAM-SHA-256".into()],
+                    mechanism: Some("SCRAM-SHA-256".into()),
+                    authname: Some("repl".into()),
+                    authenticated: false,
+                    admin: None,
+                    compressed: false,
+                    steps: vec![
+                        step("connect", Status::Ok, "10.0.0.2:2005\nfirst tried r:143"),
+                        login,
+                        step("admin", Status::Skip, "not reached"),
+                    ],
+                }],
+                local: vec![step("cyrus_conf", Status::Info, "no cyrus.conf")],
+            }],
+        }
+    }
+
+    #[test]
+    fn text_reads_without_colour() {
+        let t = text(&report(), Colour::Never);
+        assert!(!t.contains('\x1b'), "{t}");
+        for want in [
+            "channel \"\" (default)",
+            "  replica r:2005",
+            "    [ OK ] connect    10.0.0.2:2005",
+            "                      first tried r:143",
+            "    [FAIL] login      r:2005 refused authentication",
+            "                      cause: wrong_password",
+            "                      hint:  set sync_password",
+            "    [ -- ] admin      not reached",
+            "    [INFO] cyrus.conf no cyrus.conf",
+            "  [FAIL] NOT usable",
+            "         fix: do this",
+            "1 channel(s) checked: 1 NOT usable",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+        let c = text(&report(), Colour::Always);
+        assert!(c.contains("\x1b[1;31m[FAIL]\x1b[0m"), "{c}");
+    }
+
+    #[test]
+    fn json_has_every_field_even_when_empty() {
+        let j: serde_json::Value = serde_json::from_str(&json(&report())).unwrap();
+        let step = &j["channels"][0]["peers"][0]["steps"][2];
+        for key in ["check", "status", "detail", "cause", "hint"] {
+            assert!(step.get(key).is_some(), "{key} missing in {step}");
+        }
+        assert_eq!(step["status"], "skip");
+        assert_eq!(
+            j["channels"][0]["peers"][0]["steps"][1]["cause"],
+            "wrong_password"
+        );
+    }
 }

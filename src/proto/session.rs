@@ -472,8 +472,8 @@ impl Session {
             };
             simple_command(&mut conn, t.as_deref(), b"STARTTLS", "STARTTLS").await?;
             let host = tls_host.unwrap_or_default();
-            let done = Box::pin(starttls(&mut conn, host, &tls_client, opts, report)).await?;
-            tls_fingerprint = done;
+            tls_fingerprint =
+                Box::pin(starttls(&mut conn, host, &tls_client, opts, report)).await?;
             certificate = report.tls.as_ref().and_then(|t| t.certificate.clone());
             tls_mode = Some(tls_client.mode);
             if tls_client.mode == VerifyMode::Off {
