@@ -433,7 +433,7 @@ fn tls_verified_refused_with_the_wrong_ca_and_fixed_by_the_printed_pin() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert!(run.stdout.contains("[WARN] TLS"), "{}", run.stdout);
     assert!(
-        run.stdout.contains("certificate not verified"),
+        run.stdout.contains("certificate NOT verified"),
         "{}",
         run.stdout
     );
