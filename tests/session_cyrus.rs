@@ -296,3 +296,42 @@ fn timeouts_and_garbage_from_mock_peers() {
     assert!(matches!(err, ProtoError::Closed { .. }), "{err}");
     dropper.join().unwrap();
 }
+
+#[test]
+fn a_non_admin_is_told_to_join_admins() {
+    // Cyrus 3.6.1 logs a non-admin in, then refuses: sync_server answers
+    // every command `NO Permission denied`, imapd still lists X-REPLICATION
+    // but answers SYNCAPPLY/SYNCGET with `BAD Unrecognized command`.
+    let pair = CyrusPair::start();
+    let rt = rt();
+    for (name, side) in [
+        (None, Side::Target),
+        (Some("chan2"), Side::Target),
+        (None, Side::Source),
+    ] {
+        let ch = channel(&pair, name);
+        let mut opts = match side {
+            Side::Target => ConnectOptions::replica(&ch).unwrap(),
+            Side::Source => ConnectOptions::source(&ch),
+        };
+        opts.peer.credentials.authname = Some("alice".into());
+        opts.peer.credentials.password = Some(secret("alicepw"));
+        for compress in [true, false] {
+            opts.compress = compress;
+            let result = rt.block_on(async {
+                let mut s = Session::connect(&opts).await?;
+                // Without COMPRESS and SIEVE-MAILBOX nothing is refused yet.
+                s.probe_admin(&opts).await
+            });
+            let err = result.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(err, ProtoError::NotAdmin { .. }),
+                "{name:?} {side}: {text}"
+            );
+            assert!(text.contains("add it to `admins:`"), "{text}");
+            assert!(text.contains(&side.to_string()), "{text}");
+            eprintln!("{name:?} {side} compress={compress}: {text}");
+        }
+    }
+}

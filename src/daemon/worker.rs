@@ -363,13 +363,29 @@ pub fn hint_for(e: &EngineError) -> Option<String> {
         return None;
     };
     Some(match p {
-        P::Connect { .. } => "is the replica's Cyrus running, with a syncserver (csync) or imap service in cyrus.conf, and is sync_port right?".into(),
-        P::Timeout { .. } => "the peer stopped answering within sync_timeout; the work is retried after reconnecting".into(),
-        P::AuthFailed { .. } => "check sync_authname/sync_password against the replica's sasldb and that the account is in admins:".into(),
-        P::Tls { .. } | P::TlsRequired { .. } => "see `cyrsync check` for the certificate and the line to pin it".into(),
-        P::No { code: Some(c), .. } if c == "IMAP_MAILBOX_LOCKED" => "the mailbox was busy; the action is retried on a later run".into(),
-        P::No { code: Some(c), .. } if c == "IMAP_SYNC_CHECKSUM" => "master and replica disagree on a mailbox; `cyrsync verify -u USER` shows how".into(),
-        P::No { code: Some(c), .. } if c == "IMAP_PERMISSION_DENIED" => "the replication account must be listed in admins: on that server".into(),
+        P::Timeout { .. } => {
+            "the peer stopped answering within sync_timeout; the work is retried after reconnecting"
+                .into()
+        }
+        P::Tls { .. } | P::TlsRequired { .. } | P::CertificateRejected { .. } => {
+            "see `cyrsync check` for the certificate and the line to pin it".into()
+        }
+        P::No { code: Some(c), .. } if c == "IMAP_MAILBOX_LOCKED" => {
+            "the mailbox was busy; the action is retried on a later run".into()
+        }
+        P::No { code: Some(c), .. } if c == "IMAP_SYNC_CHECKSUM" => {
+            "master and replica disagree on a mailbox; `cyrsync verify -u USER` shows how".into()
+        }
+        P::No { code: Some(c), .. } if c == "IMAP_PERMISSION_DENIED" => {
+            "the replication account must be listed in admins: on that server".into()
+        }
+        P::Connect { .. }
+        | P::AuthFailed { .. }
+        | P::NotAdmin { .. }
+        | P::Sasl { .. }
+        | P::MissingCredential { .. }
+        | P::Banner { .. }
+        | P::NoReplication { .. } => p.hint(&crate::proto::diagnosis::HintContext::default()),
         _ => return None,
     })
 }

@@ -152,7 +152,166 @@ pub struct CyrusPair {
     pub master: Instance,
     /// The replica.
     pub replica: Instance,
+    /// The replica's TLS material, when started with TLS.
+    pub tls: Option<TestTls>,
     keep: bool,
+}
+
+/// How to start a pair.
+#[derive(Debug, Clone, Copy)]
+pub struct PairOptions<'a> {
+    /// The sync log channels the master writes.
+    pub channels: Channels,
+    /// Extra lines for the master's imapd.conf.
+    pub master_conf: &'a [&'a str],
+    /// Give the replica a certificate from a test CA (`tls_server_cert`,
+    /// `tls_server_key`), so that its sync_server and imapd offer STARTTLS;
+    /// the master's imapd.conf gets `tls_client_ca_file` naming that CA.
+    pub replica_tls: bool,
+}
+
+impl Default for PairOptions<'_> {
+    fn default() -> Self {
+        PairOptions {
+            channels: Channels::Two,
+            master_conf: &[],
+            replica_tls: false,
+        }
+    }
+}
+
+/// A test CA, the replica's certificate signed by it (for 127.0.0.1 and
+/// `replica.test`), and a second CA that signed nothing of the pair.
+#[derive(Debug, Clone)]
+pub struct TestTls {
+    /// The CA that signed the replica's certificate (PEM).
+    pub ca_file: PathBuf,
+    /// A CA unrelated to the pair (PEM).
+    pub other_ca_file: PathBuf,
+    /// The replica's certificate (PEM).
+    pub server_cert: PathBuf,
+    /// The replica's private key (PEM), owned by cyrus.
+    pub server_key: PathBuf,
+    /// SHA-256 of the replica's certificate as `openssl x509 -fingerprint
+    /// -sha256` prints it (`AB:CD:…`).
+    pub fingerprint: String,
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("the openssl command is required for TLS tests (Debian: apt-get install openssl): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes the CAs and the replica's certificate in `dir` with the openssl CLI.
+fn make_test_tls(dir: &Path) -> TestTls {
+    fs::create_dir_all(dir).expect("create tls dir");
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+                "-days",
+                "30",
+                "-subj",
+                &format!("/O=cyrsync tests/CN=cyrsync test {ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+            dir,
+        );
+    }
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/O=cyrsync tests/CN=replica.test",
+        ],
+        dir,
+    );
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:replica.test\n\
+         basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .expect("write server.ext");
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "server.ext",
+        ],
+        dir,
+    );
+    let out = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            "server.pem",
+        ])
+        .current_dir(dir)
+        .output()
+        .expect("openssl x509 -fingerprint");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fingerprint = text
+        .trim()
+        .split_once('=')
+        .map(|(_, fp)| fp.to_string())
+        .unwrap_or_else(|| panic!("openssl printed no fingerprint: {text}"));
+    TestTls {
+        ca_file: dir.join("ca.pem"),
+        other_ca_file: dir.join("other-ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+        fingerprint,
+    }
 }
 
 impl CyrusPair {
@@ -171,6 +330,24 @@ impl CyrusPair {
     /// Like [`start_with`](Self::start_with), choosing the sync log channels
     /// the master writes.
     pub fn start_with_channels(channels: Channels, extra_master_conf: &[&str]) -> CyrusPair {
+        Self::start_opts(PairOptions {
+            channels,
+            master_conf: extra_master_conf,
+            ..PairOptions::default()
+        })
+    }
+
+    /// A pair whose replica offers STARTTLS with a certificate of a test CA
+    /// (see [`TestTls`]); the master's imapd.conf trusts that CA.
+    pub fn start_tls() -> CyrusPair {
+        Self::start_opts(PairOptions {
+            replica_tls: true,
+            ..PairOptions::default()
+        })
+    }
+
+    /// Builds and starts a pair as `opts` says.
+    pub fn start_opts(opts: PairOptions<'_>) -> CyrusPair {
         assert!(
             rustix::process::geteuid().is_root(),
             "the Cyrus test pair must be started as root (Cyrus's master drops to the cyrus user)"
@@ -195,20 +372,43 @@ impl CyrusPair {
             sieve_port: free_port(),
             lmtp_port: if lmtp { free_port() } else { 0 },
         };
+        let tls = opts.replica_tls.then(|| make_test_tls(&dir.join("tls")));
         let mut pair = CyrusPair {
             master: mk("master", true),
             replica: mk("replica", false),
             keep: std::env::var_os("CYRSYNC_KEEP_PAIR").is_some(),
+            tls,
             dir,
         };
+        let mut master_extra: Vec<String> =
+            opts.master_conf.iter().map(|l| l.to_string()).collect();
+        let mut replica_extra = String::new();
+        if let Some(t) = &pair.tls {
+            master_extra.push(format!("tls_client_ca_file: {}", t.ca_file.display()));
+            replica_extra = format!(
+                "tls_server_cert: {}\ntls_server_key: {}\n",
+                t.server_cert.display(),
+                t.server_key.display()
+            );
+        }
+        let master_extra: Vec<&str> = master_extra.iter().map(String::as_str).collect();
         let replication =
-            replication_section(&pair.master, &pair.replica, channels, extra_master_conf);
-        for (inst, extra) in [(&pair.master, replication.as_str()), (&pair.replica, "")] {
+            replication_section(&pair.master, &pair.replica, opts.channels, &master_extra);
+        for (inst, extra) in [
+            (&pair.master, replication.as_str()),
+            (&pair.replica, replica_extra.as_str()),
+        ] {
             write_instance(inst, extra);
         }
         let (uid, gid) = user_ids("cyrus");
         chown_tree(&pair.dir.join("master"), uid, gid);
         chown_tree(&pair.dir.join("replica"), uid, gid);
+        if pair.tls.is_some() {
+            // Cyrus reads its key as cyrus; the CA keys stay root's.
+            chown_tree(&pair.dir.join("tls"), uid, gid);
+            fs::set_permissions(pair.dir.join("tls"), fs::Permissions::from_mode(0o755))
+                .expect("chmod tls dir");
+        }
         for inst in [&pair.master, &pair.replica] {
             start_master(inst);
         }
@@ -284,6 +484,43 @@ impl CyrusPair {
             .collect();
         lines.push(format!("{key}: {value}"));
         fs::write(&path, lines.join("\n") + "\n").expect("write master imapd.conf");
+    }
+
+    /// A copy of the master's imapd.conf in `dir` with `set` applied (a key
+    /// present is replaced in place, a new one appended) and the keys of
+    /// `remove` dropped: for tests that need a variant of the configuration
+    /// without restarting Cyrus. Returns the copy's path (mode 0640).
+    pub fn master_conf_variant(
+        &self,
+        dir: &Path,
+        set: &[(&str, &str)],
+        remove: &[&str],
+    ) -> PathBuf {
+        let text = fs::read_to_string(self.master.imapd_conf()).expect("read master imapd.conf");
+        let mut done = vec![false; set.len()];
+        let mut out = String::new();
+        for line in text.lines() {
+            let key = line.split_once(':').map(|(k, _)| k.trim()).unwrap_or("");
+            if remove.contains(&key) {
+                continue;
+            }
+            if let Some(i) = set.iter().position(|(k, _)| *k == key) {
+                out.push_str(&format!("{key}: {}\n", set[i].1));
+                done[i] = true;
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        for (i, (k, v)) in set.iter().enumerate() {
+            if !done[i] {
+                out.push_str(&format!("{k}: {v}\n"));
+            }
+        }
+        let path = dir.join("imapd.conf");
+        fs::write(&path, out).expect("write imapd.conf variant");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod variant");
+        path
     }
 
     /// Stops both instances now (also done on drop).
