@@ -104,6 +104,38 @@ fn plaintext_mechanisms_are_refused_without_tls() {
     assert!(text.contains("cyrsync_allow_plaintext"), "{text}");
 }
 
+/// `force_sasl_client_mech` is for the replica (it works around 3.6's
+/// sync_client and SCRAM over IMAP); the master's own sync_server is read
+/// with the strongest mechanism, and clear text is allowed to it only on
+/// this host's loopback, never to a replica there.
+#[test]
+fn forced_mechanism_is_for_the_replica_and_loopback_is_trusted_only_for_the_master() {
+    let pair = CyrusPair::start();
+    let rt = rt();
+    let mut ch = channel(&pair, Some("chan2"));
+    ch.sasl_mech = Some("PLAIN".into());
+    rt.block_on(async {
+        let source = ConnectOptions::source(&ch);
+        assert_eq!(source.sasl_mech, None);
+        let s = Session::connect(&source).await.expect("master session");
+        assert_eq!(s.info().mechanism, Some(Mechanism::ScramSha256));
+        s.close().await;
+
+        // PLAIN to the master's loopback sync_server: allowed.
+        let mut plain = ConnectOptions::source(&ch);
+        plain.sasl_mech = Some("PLAIN".into());
+        let s = Session::connect(&plain).await.expect("PLAIN to the master on loopback");
+        assert_eq!(s.info().mechanism, Some(Mechanism::Plain));
+        s.close().await;
+
+        // The same to a replica on loopback: refused without TLS.
+        let replica = ConnectOptions::replica(&ch).unwrap();
+        assert_eq!(replica.sasl_mech.as_deref(), Some("PLAIN"));
+        let err = Session::connect(&replica).await.unwrap_err();
+        assert!(matches!(err, ProtoError::Sasl { .. }), "{err}");
+    });
+}
+
 #[test]
 fn wrong_password_and_trailing_comment_are_explained() {
     let pair = CyrusPair::start();

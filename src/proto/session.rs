@@ -70,7 +70,15 @@ impl ConnectOptions {
             side,
             peer,
             tls: channel.tls.clone(),
-            sasl_mech: channel.sasl_mech.clone(),
+            // force_sasl_client_mech is Cyrus's setting for its own client
+            // connections — sync_client's to the replica. Cyrus never logs
+            // in to the master's own sync_server, and the usual reason for
+            // the setting (3.6's sync_client fails SCRAM over IMAP) does not
+            // concern us: the master is read with the strongest mechanism.
+            sasl_mech: match side {
+                Side::Target => channel.sasl_mech.clone(),
+                Side::Source => None,
+            },
             compress: channel.compress,
             allow_plaintext: channel.allow_plaintext,
             timeout: channel.timeout,
@@ -1237,8 +1245,12 @@ async fn authenticate(
         allow_plaintext: opts.allow_plaintext,
     };
     // A Unix socket never leaves the host, so clear-text mechanisms are as
-    // safe there as over TLS.
-    let protected = conn.is_tls() || conn.is_local();
+    // safe there as over TLS; so is the master's own sync_server on this
+    // host's loopback (as Dovecot's disable_plaintext_auth treats a
+    // connection from the same host). A replica on a loopback address may be
+    // a forwarder to another host: it gets no such exception.
+    let protected =
+        conn.is_tls() || conn.is_local() || (opts.side == Side::Source && conn.is_loopback());
     let mechanism = sasl::select(&caps.sasl, protected, &credentials, &policy).map_err(|e| {
         ProtoError::Sasl {
             peer: peer.clone(),
