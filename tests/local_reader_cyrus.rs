@@ -126,6 +126,36 @@ fn local_records_equal_get_fullmailbox_field_for_field() {
     }
     assert!(compared >= 4, "only {compared} mailboxes compared");
 
+    // mbpath has shown that the partition stores mailboxes by uniqueid: a
+    // new mailbox's files are derived without running it, and read right.
+    admin.ok("CREATE user.alice.Fresh");
+    admin.ok("SETACL user.alice.Fresh anyone p");
+    lmtp.deliver("alice+Fresh", &message(200, "fresh"));
+    let (listed, _) = protocol(&mut master, "user.alice.Fresh");
+    let derived = reader
+        .location(listed.uniqueid(), listed.partition())
+        .expect("derived location");
+    assert!(derived.derived, "{derived:?}");
+    oracle(&mut reader, &mut master, "user.alice.Fresh").unwrap();
+
+    // A mailbox stored under its name (mailbox_legacy_dirs, as mailboxes
+    // made before Cyrus 3.6 are): the derived guess is wrong, mbpath is
+    // asked, and the read is right; the mailbox is not guessed again.
+    pair.set_master_option("mailbox_legacy_dirs", "yes");
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.dave");
+    lmtp.deliver("dave", &message(201, "legacy"));
+    let (listed, _) = protocol(&mut master, "user.dave");
+    let guess = reader
+        .location(listed.uniqueid(), listed.partition())
+        .expect("derived location");
+    assert!(guess.derived && !guess.meta.exists(), "{guess:?}");
+    oracle(&mut reader, &mut master, "user.dave").unwrap();
+    let told = reader
+        .location(listed.uniqueid(), listed.partition())
+        .expect("mbpath's location");
+    assert!(!told.derived && told.meta.exists(), "{told:?}");
+
     // Bodies from the spool: each is the message its GUID names, byte for
     // byte what GET FETCH sends.
     let (listed, _) = protocol(&mut master, "user.alice");

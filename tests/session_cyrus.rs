@@ -124,7 +124,9 @@ fn forced_mechanism_is_for_the_replica_and_loopback_is_trusted_only_for_the_mast
         // PLAIN to the master's loopback sync_server: allowed.
         let mut plain = ConnectOptions::source(&ch);
         plain.sasl_mech = Some("PLAIN".into());
-        let s = Session::connect(&plain).await.expect("PLAIN to the master on loopback");
+        let s = Session::connect(&plain)
+            .await
+            .expect("PLAIN to the master on loopback");
         assert_eq!(s.info().mechanism, Some(Mechanism::Plain));
         s.close().await;
 

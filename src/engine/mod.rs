@@ -402,10 +402,10 @@ impl Engine {
 
         // The master's files of every mailbox about to be read, located in
         // one `mbpath` call rather than one per mailbox.
-        let changed: Vec<String> = master
+        let changed: Vec<(String, String)> = master
             .iter()
             .filter(|m| !by_uid.get(m.uniqueid()).is_some_and(|r| r.agrees_with(m)))
-            .map(|m| m.uniqueid().to_string())
+            .map(|m| (m.uniqueid().to_string(), m.partition().to_string()))
             .collect();
         self.locate_local(changed).await;
 
@@ -478,18 +478,21 @@ impl Engine {
         }
     }
 
-    /// Has the local reader find the files of `uniqueids` (one `mbpath`
-    /// for those it does not know yet). A failure only means that those
+    /// Has the local reader find the files of `mailboxes` (uniqueid,
+    /// partition; one `mbpath` for those it does not know yet). A failure only means that those
     /// mailboxes will be located, or read over the protocol, one by one.
-    async fn locate_local(&mut self, uniqueids: Vec<String>) {
-        if uniqueids.is_empty() {
+    async fn locate_local(&mut self, mailboxes: Vec<(String, String)>) {
+        if mailboxes.is_empty() {
             return;
         }
         let Some(mut reader) = self.local.take() else {
             return;
         };
         let located = tokio::task::spawn_blocking(move || {
-            let ids: Vec<&str> = uniqueids.iter().map(String::as_str).collect();
+            let ids: Vec<(&str, &str)> = mailboxes
+                .iter()
+                .map(|(u, p)| (u.as_str(), p.as_str()))
+                .collect();
             let result = reader.locate(&ids);
             (reader, result)
         })

@@ -1,14 +1,11 @@
 //! The local reader: a mailbox's records straight from its `cyrus.index` on
 //! the master host, under the shared lock Cyrus's own readers take, for the
-//! milliseconds of one read. Cyrus's `mbpath` finds the files (uuid or
-//! name-based storage, metapartitions), asked by uniqueid so that the
-//! administrator's namespace settings (`unixhierarchysep`, `altnamespace`,
-//! 8-bit names) play no part, many mailboxes per call. The mailbox-level fields come from
+//! milliseconds of one read; [`super::locate`] finds the files. The
+//! mailbox-level fields come from
 //! the protocol's `GET MAILBOXES`, which the engine reads anyway; the index
 //! must agree with them (HIGHESTMODSEQ, LAST_UID, UIDVALIDITY, both sync
 //! CRCs) or the read is refused and the protocol answers instead.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -18,6 +15,7 @@ use rustix::fs::{FlockOperation, fcntl_lock};
 use rustix::io::Errno;
 
 use super::index::{IndexError, parse_header, parse_index};
+use super::locate::{Dirs, Locator};
 use crate::config::{ChannelConfig, Host, MasterReader};
 use crate::dlist::{FileLiteral, KvList, Value};
 use crate::model::MailboxState;
@@ -27,14 +25,6 @@ use crate::proto::session::BodySink;
 /// drops them all, so two reads of one index in this process (two channels,
 /// one master) must not overlap.
 static READING: Mutex<()> = Mutex::new(());
-
-/// Where mailboxes live, by imapd.conf and uniqueid: a fact of the Cyrus
-/// installation that every reader in this process shares (all workers, all
-/// channels, across reconnects), so that `mbpath` runs once per mailbox.
-static LOCATIONS: Mutex<Option<HashMap<(PathBuf, String), Dirs>>> = Mutex::new(None);
-
-/// Most mailboxes remembered; past it the cache starts afresh.
-const LOCATIONS_MAX: usize = 100_000;
 
 /// Why the local reader stood aside for this mailbox.
 #[derive(Debug, thiserror::Error)]
@@ -101,16 +91,7 @@ const BIN_DIRS: &[&str] = &[
 /// Reads mailboxes of the master whose imapd.conf is `config`.
 #[derive(Debug)]
 pub struct LocalReader {
-    config: PathBuf,
-    mbpath: PathBuf,
-}
-
-/// Where a mailbox's files are (`mbpath -j`: `meta`, `data`, `archive`).
-#[derive(Debug, Clone)]
-struct Dirs {
-    meta: PathBuf,
-    data: PathBuf,
-    archive: Option<PathBuf>,
+    locator: Locator,
 }
 
 impl LocalReader {
@@ -124,8 +105,7 @@ impl LocalReader {
             .map(|d| d.join("mbpath"))
             .find(|p| p.is_file())?;
         Some(LocalReader {
-            config: config.to_path_buf(),
-            mbpath,
+            locator: Locator::new(config, &mbpath),
         })
     }
 
@@ -152,103 +132,30 @@ impl LocalReader {
         }
     }
 
-    fn cached(&self, uniqueid: &str) -> Option<Dirs> {
-        let cache = LOCATIONS.lock().unwrap_or_else(PoisonError::into_inner);
-        cache
-            .as_ref()?
-            .get(&(self.config.clone(), uniqueid.to_string()))
-            .cloned()
+    /// Has `mbpath` locate, in one call, every mailbox of `mailboxes`
+    /// (uniqueid, partition) whose files are not known yet.
+    pub fn locate(&mut self, mailboxes: &[(&str, &str)]) -> Result<(), LocalError> {
+        self.locator
+            .locate(mailboxes)
+            .map_err(|e| LocalError::Locate {
+                mailbox: mailboxes.len().to_string() + " mailbox(es)",
+                detail: e.0,
+            })
     }
 
-    /// Asks `mbpath` once for every mailbox of `uniqueids` not known yet
-    /// (`-p /<uniqueid>` looks a mailbox up by its uniqueid; `-7` takes the
-    /// argument as it is). Mailboxes it cannot place are left out; a later
-    /// read of one of them falls back to the protocol.
-    pub fn locate(&mut self, uniqueids: &[&str]) -> Result<(), LocalError> {
-        let mut unknown: Vec<&str> = uniqueids
-            .iter()
-            .copied()
-            .filter(|u| !u.is_empty() && self.cached(u).is_none())
-            .collect();
-        unknown.sort_unstable();
-        unknown.dedup();
-        for chunk in unknown.chunks(256) {
-            self.run_mbpath(chunk)?;
-        }
-        Ok(())
+    /// Where the files of mailbox `uniqueid` on `partition` are, if known
+    /// or derivable without running `mbpath`.
+    pub fn location(&self, uniqueid: &str, partition: &str) -> Option<Dirs> {
+        self.locator.known(uniqueid, partition)
     }
 
-    fn run_mbpath(&self, uniqueids: &[&str]) -> Result<(), LocalError> {
-        let locate = |detail: String| LocalError::Locate {
-            mailbox: uniqueids.join(" "),
-            detail,
-        };
-        let out = std::process::Command::new(&self.mbpath)
-            .arg("-C")
-            .arg(&self.config)
-            .args(["-7", "-j", "-p"])
-            .args(uniqueids.iter().map(|u| format!("/{u}")))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| locate(e.to_string()))?;
-        // One JSON object per mailbox found; those it cannot find are named
-        // on stderr (and make the exit status non-zero).
-        let mut found = Vec::new();
-        for json in
-            serde_json::Deserializer::from_slice(&out.stdout).into_iter::<serde_json::Value>()
-        {
-            let json = json.map_err(|e| locate(format!("unreadable answer: {e}")))?;
-            let path = |key: &str| {
-                json.get(key)
-                    .and_then(serde_json::Value::as_str)
-                    .filter(|m| !m.is_empty())
-                    .map(PathBuf::from)
-            };
-            let (Some(meta), Some(data)) = (path("meta"), path("data")) else {
-                return Err(locate("no meta or data path in its answer".into()));
-            };
-            found.push(Dirs {
-                meta,
-                data,
-                archive: path("archive"),
-            });
-        }
-        if found.is_empty() && !out.status.success() {
-            return Err(locate(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
-        }
-        // The answers carry names, not uniqueids: each is matched to its
-        // uniqueid by the directory, which Cyrus names after the uniqueid
-        // (uuid storage), or checked later against cyrus.header.
-        let mut cache = LOCATIONS.lock().unwrap_or_else(PoisonError::into_inner);
-        let cache = cache.get_or_insert_with(HashMap::new);
-        if cache.len() + found.len() > LOCATIONS_MAX {
-            cache.clear();
-        }
-        if found.len() == uniqueids.len() && out.status.success() {
-            for (u, d) in uniqueids.iter().zip(found) {
-                cache.insert((self.config.clone(), (*u).to_string()), d);
-            }
-        } else {
-            for d in found {
-                if let Some(u) = uniqueids.iter().find(|u| d.meta.ends_with(u)) {
-                    cache.insert((self.config.clone(), (*u).to_string()), d);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn dirs(&mut self, uniqueid: &str) -> Result<Dirs, LocalError> {
-        if let Some(d) = self.cached(uniqueid) {
-            return Ok(d);
-        }
-        self.locate(&[uniqueid])?;
-        self.cached(uniqueid).ok_or_else(|| LocalError::Locate {
-            mailbox: uniqueid.to_string(),
-            detail: "mbpath does not know this uniqueid".into(),
-        })
+    fn dirs(&self, uniqueid: &str, partition: &str) -> Result<Dirs, LocalError> {
+        self.locator
+            .dirs(uniqueid, partition)
+            .map_err(|e| LocalError::Locate {
+                mailbox: uniqueid.to_string(),
+                detail: e.0,
+            })
     }
 
     /// Copies the message file of `uid` in the mailbox `uniqueid` into
@@ -264,7 +171,7 @@ impl LocalReader {
         sink: &mut dyn BodySink,
     ) -> Result<bool, LocalError> {
         use sha1::Digest as _;
-        let dirs = self.dirs(uniqueid)?;
+        let dirs = self.dirs(uniqueid, &file.partition)?;
         let name = format!("{uid}.");
         let mut candidates = vec![dirs.data.join(&name)];
         candidates.extend(dirs.archive.map(|a| a.join(&name)));
@@ -301,15 +208,6 @@ impl LocalReader {
         Ok(got.eq_ignore_ascii_case(&file.guid))
     }
 
-    /// Forgets where the mailbox `uniqueid` lives (after a failed read: a
-    /// rename moves a mailbox stored under its name).
-    pub fn forget(&mut self, uniqueid: &str) {
-        let mut cache = LOCATIONS.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = cache.as_mut() {
-            c.remove(&(self.config.clone(), uniqueid.to_string()));
-        }
-    }
-
     /// The whole mailbox as `GET FULLMAILBOX` would send it: the
     /// mailbox-level fields of `listed` (its `GET MAILBOXES` entry) and the
     /// records of its index. Blocks on the index lock while a Cyrus writer
@@ -338,20 +236,42 @@ impl LocalReader {
         since: Option<Since>,
     ) -> Result<MailboxState, LocalError> {
         let name = listed.name().to_string();
-        let result = self.read(&name, listed, since);
-        if result.is_err() {
-            self.forget(listed.uniqueid());
+        let dirs = self.dirs(listed.uniqueid(), listed.partition())?;
+        let mut result = self.read(&name, &dirs, listed, since);
+        let misplaced = |r: &Result<MailboxState, LocalError>| {
+            matches!(
+                r,
+                Err(LocalError::Io { .. }
+                    | LocalError::Mismatch {
+                        field: "UNIQUEID",
+                        ..
+                    })
+            )
+        };
+        // Not there, or another mailbox there: a rename moved a mailbox
+        // stored under its name, or a derived location was wrong (then
+        // mbpath is asked, once, now).
+        if misplaced(&result) {
+            self.locator.forget(listed.uniqueid(), dirs.derived);
+            if dirs.derived {
+                let dirs = self.dirs(listed.uniqueid(), listed.partition())?;
+                result = self.read(&name, &dirs, listed, since);
+                if misplaced(&result) {
+                    self.locator.forget(listed.uniqueid(), false);
+                }
+            }
         }
         result
     }
 
     fn read(
-        &mut self,
+        &self,
         name: &str,
+        dirs: &Dirs,
         listed: &MailboxState,
         since: Option<Since>,
     ) -> Result<MailboxState, LocalError> {
-        let dir = self.dirs(listed.uniqueid())?.meta;
+        let dir = &dirs.meta;
         let header_path = dir.join("cyrus.header");
         let index_path = dir.join("cyrus.index");
         let io = |path: &Path| {
