@@ -3,7 +3,7 @@
 //! (see `scripts/bench.sh`, which installs what is needed and runs this).
 //!
 //! ```text
-//! cargo bench --bench replication -- [--quick] [--only W1,W4] [--seed N] [--out DIR]
+//! cargo bench --bench replication -- [--quick] [--only W1,W4] [--seed N] [--set KEY=VALUE]… [--out DIR]
 //! ```
 //!
 //! Every workload (W1–W7, issue "Benchmarks against the real sync_client")
@@ -35,6 +35,7 @@ fn main() {
         quick: false,
         only: Vec::new(),
         seed: 0x5eed_c7a5,
+        settings: Vec::new(),
     };
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     while let Some(a) = args.next() {
@@ -54,9 +55,16 @@ fn main() {
                 options.seed = args.next().and_then(|s| s.parse().ok()).expect("--seed N");
             }
             "--out" => out = PathBuf::from(args.next().expect("--out DIR")),
+            // An extra imapd.conf line for the master (both replicators read
+            // it), e.g. --set cyrsync_workers=8.
+            "--set" => {
+                let kv = args.next().expect("--set KEY=VALUE");
+                let (k, v) = kv.split_once('=').expect("--set KEY=VALUE");
+                options.settings.push((k.to_string(), v.to_string()));
+            }
             "-h" | "--help" => {
                 println!(
-                    "cargo bench --bench replication -- [--quick] [--only W1,W2,…] [--seed N] [--out DIR]"
+                    "cargo bench --bench replication -- [--quick] [--only W1,W2,…] [--seed N] [--set KEY=VALUE]… [--out DIR]"
                 );
                 return;
             }
@@ -64,7 +72,7 @@ fn main() {
         }
     }
     let results = workloads::run_all(&options);
-    let machine = report::Machine::describe(options.seed, options.quick);
+    let machine = report::Machine::describe(options.seed, options.quick, &options.settings);
     let (md, json) = report::render(&machine, &results);
     std::fs::create_dir_all(&out).expect("create --out");
     std::fs::write(out.join("BENCHMARKS.md"), &md).expect("write BENCHMARKS.md");

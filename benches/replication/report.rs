@@ -21,6 +21,7 @@ pub struct Machine {
     pub rustc: String,
     pub seed: u64,
     pub quick: bool,
+    pub settings: Vec<(String, String)>,
 }
 
 fn command_line(cmd: &str, args: &[&str]) -> String {
@@ -35,7 +36,7 @@ fn command_line(cmd: &str, args: &[&str]) -> String {
 
 impl Machine {
     /// Describes this machine and the versions under test.
-    pub fn describe(seed: u64, quick: bool) -> Machine {
+    pub fn describe(seed: u64, quick: bool, settings: &[(String, String)]) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -70,6 +71,7 @@ impl Machine {
             rustc: command_line("rustc", &["--version"]),
             seed,
             quick,
+            settings: settings.to_vec(),
         }
     }
 }
@@ -316,6 +318,18 @@ pub fn render(m: &Machine, workloads: &[Workload]) -> (String, String) {
         ("cyrsync", m.cyrsync.clone()),
         ("compiler", m.rustc.clone()),
         ("seed", format!("{:#x}", m.seed)),
+        (
+            "extra settings",
+            if m.settings.is_empty() {
+                "none (cyrsync's defaults: 4 workers, local master reader)".to_string()
+            } else {
+                m.settings
+                    .iter()
+                    .map(|(k, v)| format!("`{k}: {v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
     ] {
         let _ = writeln!(md, "| {k} | {v} |");
     }

@@ -30,6 +30,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Seed of the spacing and choice generator.
     pub seed: u64,
+    /// Extra master imapd.conf settings (`--set`).
+    pub settings: Vec<(String, String)>,
 }
 
 /// One workload's results.
@@ -147,6 +149,10 @@ pub fn run_all(options: &Options) -> Vec<Workload> {
     println!("==> starting a Cyrus master and replica (one channel, csync)");
     let pair = CyrusPair::start_with_channels(Channels::DefaultOnly, &[]);
     println!("    in {} (seed {:#x})", pair.dir.display(), options.seed);
+    for (k, v) in &options.settings {
+        pair.set_master_option(k, v);
+        println!("    {k}: {v}");
+    }
     let mut bench = Bench {
         pair,
         rng: Rng::new(options.seed),
