@@ -29,6 +29,11 @@ pub enum ChannelError {
     Log(#[from] SyncLogError),
 }
 
+/// The least time between the starts of two runs when the earlier one
+/// changed nothing on the replica (runs that did are `sync_repeat_interval`
+/// apart).
+const NOOP_RUN_SPACING: Duration = Duration::from_millis(10);
+
 /// Commands from the control socket to a channel.
 #[derive(Debug, Clone, Default)]
 pub struct ChannelControl {
@@ -108,6 +113,7 @@ pub async fn run_channel(
         })
     };
     let mut last_run: Option<Instant> = None;
+    let mut last_any_run: Option<Instant> = None;
     monitor.event(
         "info",
         format!(
@@ -139,17 +145,25 @@ pub async fn run_channel(
         }
         // sync_repeat_interval is the least time between the starts of two
         // runs that changed the replica, not a sleep after each: an idle
-        // channel replicates at once.
-        if let Some(t) = last_run {
-            let next = t + ch.repeat_interval;
-            if Instant::now() < next {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next.into()) => {}
-                    _ = control.sync_now.notified() => {}
-                    // A pause shows at once, not at the next run.
-                    _ = paused_rx.changed() => continue,
-                    _ = stop.wait_for(|s| *s) => break,
-                }
+        // channel replicates at once. Runs that changed nothing are still
+        // kept NOOP_RUN_SPACING apart, so that a writer logging lines that
+        // need no replication cannot keep us busy.
+        let next = [
+            last_run.map(|t| t + ch.repeat_interval),
+            last_any_run.map(|t| t + ch.repeat_interval.min(NOOP_RUN_SPACING)),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if let Some(next) = next
+            && Instant::now() < next
+        {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.into()) => {}
+                _ = control.sync_now.notified() => {}
+                // A pause shows at once, not at the next run.
+                _ = paused_rx.changed() => continue,
+                _ = stop.wait_for(|s| *s) => break,
             }
         }
         let run = reader.begin()?;
@@ -180,6 +194,7 @@ pub async fn run_channel(
             continue;
         };
         let started = Instant::now();
+        last_any_run = Some(started);
         monitor.update(|v| v.state = ChannelState::Syncing);
         let entries = run.read_all()?;
         let malformed = run.take_malformed();
