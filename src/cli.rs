@@ -26,7 +26,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Diagnose the configuration: resolved settings per channel and warnings.
+    /// Diagnose the configuration, then connections, TLS, login, admin rights and the sync log of every channel.
     Check(CheckArgs),
     /// Print an imapd.conf snippet (also installed as an example file).
     Snippet(SnippetArgs),
@@ -160,6 +160,15 @@ pub struct CheckArgs {
     /// Only these channels (`""` for the default channel); repeatable.
     #[arg(short = 'n', long = "channel", value_name = "CHANNEL")]
     pub channels: Vec<String>,
+
+    /// Print the result as JSON (for monitoring scripts).
+    #[arg(long)]
+    pub json: bool,
+
+    /// The cyrus.conf to search for a sync_client still configured
+    /// (default: cyrus.conf beside imapd.conf).
+    #[arg(long, value_name = "FILE")]
+    pub cyrus_conf: Option<PathBuf>,
 }
 
 impl CheckArgs {

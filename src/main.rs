@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cyrsync::check;
-use cyrsync::cli::{Cli, Command, RunArgs, Selection, TuiArgs};
+use cyrsync::cli::{CheckArgs, Cli, Command, RunArgs, Selection, TuiArgs};
 use cyrsync::config::{ChannelConfig, ChannelName, ImapdConf, Settings};
 use cyrsync::config::{ConfigError, DEFAULT_CONFIG_PATH};
 use cyrsync::daemon::{Daemon, Exit};
@@ -36,17 +36,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Check(args) => {
-            let report = check::check_config(config, &args.channel_names())?;
-            print!("{}", report.render());
-            if !args.config_only {
-                println!(
-                    "note: only the configuration was checked; connection, TLS and \
-                     authentication checks are not built into this version yet"
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Check(args) => run_check(config, args),
         Command::Snippet(args) => {
             args.which.write_to(&mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
@@ -103,6 +93,50 @@ fn run(cli: &Cli, config: &std::path::Path) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// `cyrsync check`: exit 0 when every checked channel is usable, 1 when one
+/// is not, 78 when the configuration is refused.
+fn run_check(config: &std::path::Path, args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    use check::render;
+    let report = match check::check_config(config, &args.channel_names()) {
+        Ok(r) => r,
+        Err(e) => {
+            if args.json {
+                println!("{}", render::config_error_json(config, &e.to_string()));
+            }
+            return Err(e.into());
+        }
+    };
+    if args.config_only {
+        if args.json {
+            println!("{}", render::json(&check::config_only(&report)));
+        } else {
+            print!("{}", report.render());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = check::CheckOptions {
+        cyrus_conf: args.cyrus_conf.clone(),
+    };
+    let result = runtime()?.block_on(check::check(&report, &opts));
+    if args.json {
+        println!("{}", render::json(&result));
+    } else {
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let colour = if colour {
+            render::Colour::Always
+        } else {
+            render::Colour::Never
+        };
+        print!("{}", render::text(&result, colour));
+    }
+    Ok(if result.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run_daemon(cli: &Cli, config: &std::path::Path, args: &RunArgs) -> anyhow::Result<ExitCode> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use cyrsync::dlist::{FileLiteral, Limits, parse_value};
 use cyrsync::model::MailboxState;
 use cyrsync::proto::session::MemoryBodies;
-use cyrsync::source::local::{LocalError, LocalReader};
+use cyrsync::source::local::{LocalError, LocalReader, Since};
 use support::csync::Csync;
 use support::imap::Imap;
 use support::lmtp::{Lmtp, message};
@@ -53,6 +53,8 @@ fn all_mailboxes(master: &mut Csync, user: &str) -> Vec<String> {
 }
 
 /// Compares the two sources for `name`; returns the local error, if any.
+/// The records changed since a point half-way through the mailbox's
+/// history must be exactly those of `GET FULLMAILBOX` above it.
 fn oracle(reader: &mut LocalReader, master: &mut Csync, name: &str) -> Result<(), LocalError> {
     let (listed, full) = protocol(master, name);
     let local = reader.full_mailbox(&listed)?;
@@ -61,6 +63,23 @@ fn oracle(reader: &mut LocalReader, master: &mut Csync, name: &str) -> Result<()
         full.kvlist(),
         "local reader and GET FULLMAILBOX differ for {name}"
     );
+    let since = Since {
+        modseq: full.highestmodseq() / 2,
+        last_uid: full.last_uid() / 2,
+    };
+    let changed = reader.changed_since(&listed, since)?;
+    let want: Vec<_> = full
+        .records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.modseq > since.modseq || u64::from(r.uid) > since.last_uid)
+        .collect();
+    assert_eq!(
+        changed.records().unwrap(),
+        want,
+        "records changed since {since:?} differ for {name}"
+    );
+    assert_eq!(changed.header(), full.header(), "{name}");
     Ok(())
 }
 
@@ -107,6 +126,36 @@ fn local_records_equal_get_fullmailbox_field_for_field() {
     }
     assert!(compared >= 4, "only {compared} mailboxes compared");
 
+    // mbpath has shown that the partition stores mailboxes by uniqueid: a
+    // new mailbox's files are derived without running it, and read right.
+    admin.ok("CREATE user.alice.Fresh");
+    admin.ok("SETACL user.alice.Fresh anyone p");
+    lmtp.deliver("alice+Fresh", &message(200, "fresh"));
+    let (listed, _) = protocol(&mut master, "user.alice.Fresh");
+    let derived = reader
+        .location(listed.uniqueid(), listed.partition())
+        .expect("derived location");
+    assert!(derived.derived, "{derived:?}");
+    oracle(&mut reader, &mut master, "user.alice.Fresh").unwrap();
+
+    // A mailbox stored under its name (mailbox_legacy_dirs, as mailboxes
+    // made before Cyrus 3.6 are): the derived guess is wrong, mbpath is
+    // asked, and the read is right; the mailbox is not guessed again.
+    pair.set_master_option("mailbox_legacy_dirs", "yes");
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.dave");
+    lmtp.deliver("dave", &message(201, "legacy"));
+    let (listed, _) = protocol(&mut master, "user.dave");
+    let guess = reader
+        .location(listed.uniqueid(), listed.partition())
+        .expect("derived location");
+    assert!(guess.derived && !guess.meta.exists(), "{guess:?}");
+    oracle(&mut reader, &mut master, "user.dave").unwrap();
+    let told = reader
+        .location(listed.uniqueid(), listed.partition())
+        .expect("mbpath's location");
+    assert!(!told.derived && told.meta.exists(), "{told:?}");
+
     // Bodies from the spool: each is the message its GUID names, byte for
     // byte what GET FETCH sends.
     let (listed, _) = protocol(&mut master, "user.alice");
@@ -127,7 +176,7 @@ fn local_records_equal_get_fullmailbox_field_for_field() {
         let mut local = MemoryBodies::default();
         assert!(
             reader
-                .copy_body("user.alice", r.uid, &literal, &mut local)
+                .copy_body(full.uniqueid(), r.uid, &literal, &mut local)
                 .unwrap(),
             "UID {}",
             r.uid
@@ -202,6 +251,42 @@ fn local_records_equal_get_fullmailbox_field_for_field() {
     assert!(equal > 0, "no local read succeeded under load");
 }
 
+/// Cyrus 3's defaults, `unixhierarchysep: yes` and `altnamespace: yes`,
+/// give mailboxes external names unlike their internal ones (`user/alice`,
+/// a `.` inside a name stored as `^`, 8-bit names in modified UTF-7): the
+/// reader finds the files by uniqueid and reads them all the same.
+#[test]
+fn local_reader_is_indifferent_to_the_namespace() {
+    let pair = CyrusPair::start();
+    pair.set_master_option("unixhierarchysep", "yes");
+    pair.set_master_option("altnamespace", "yes");
+    let conf = pair.master.imapd_conf();
+    let mut reader = LocalReader::new(&conf).expect("Cyrus's mbpath (cyrus-imapd package)");
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user/carol");
+    admin.ok("CREATE user/carol/v1.2");
+    admin.ok("CREATE \"user/carol/Entw&APw-rfe\"");
+    for m in ["user/carol/v1.2", "user/carol/Entw&APw-rfe"] {
+        admin.ok(&format!("SETACL \"{m}\" anyone p"));
+    }
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for n in 0..6 {
+        lmtp.deliver("carol", &message(n, "namespace"));
+        lmtp.deliver("carol+v1.2", &message(n + 10, "namespace"));
+    }
+    let mut master = Csync::connect(pair.master.csync_port, REPL_USER, REPL_PASSWORD);
+    let names = all_mailboxes(&mut master, "carol");
+    assert!(
+        names.iter().any(|n| n == "user.carol.v1^2"),
+        "internal names: {names:?}"
+    );
+    for name in &names {
+        oracle(&mut reader, &mut master, name)
+            .unwrap_or_else(|e| panic!("{name}: local reader refused: {e}"));
+    }
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
 #[test]
 fn local_reader_stands_aside_when_it_cannot_vouch() {
     let pair = CyrusPair::start();
@@ -256,7 +341,7 @@ fn local_reader_stands_aside_when_it_cannot_vouch() {
     let mut sink = MemoryBodies::default();
     assert!(
         reader
-            .copy_body("user.alice.Notes", r.uid, &literal, &mut sink)
+            .copy_body(full.uniqueid(), r.uid, &literal, &mut sink)
             .unwrap()
     );
     let mut changed = original.clone();
@@ -264,21 +349,21 @@ fn local_reader_stands_aside_when_it_cannot_vouch() {
     changed[mid] ^= 0x20;
     std::fs::write(&data, &changed).unwrap();
     let same_size = reader.copy_body(
-        "user.alice.Notes",
+        full.uniqueid(),
         r.uid,
         &literal,
         &mut MemoryBodies::default(),
     );
     std::fs::write(&data, [original.as_slice(), b"x"].concat()).unwrap();
     let longer = reader.copy_body(
-        "user.alice.Notes",
+        full.uniqueid(),
         r.uid,
         &literal,
         &mut MemoryBodies::default(),
     );
     std::fs::remove_file(&data).unwrap();
     let gone = reader.copy_body(
-        "user.alice.Notes",
+        full.uniqueid(),
         r.uid,
         &literal,
         &mut MemoryBodies::default(),

@@ -104,6 +104,40 @@ fn plaintext_mechanisms_are_refused_without_tls() {
     assert!(text.contains("cyrsync_allow_plaintext"), "{text}");
 }
 
+/// `force_sasl_client_mech` is for the replica (it works around 3.6's
+/// sync_client and SCRAM over IMAP); the master's own sync_server is read
+/// with the strongest mechanism, and clear text is allowed to it only on
+/// this host's loopback, never to a replica there.
+#[test]
+fn forced_mechanism_is_for_the_replica_and_loopback_is_trusted_only_for_the_master() {
+    let pair = CyrusPair::start();
+    let rt = rt();
+    let mut ch = channel(&pair, Some("chan2"));
+    ch.sasl_mech = Some("PLAIN".into());
+    rt.block_on(async {
+        let source = ConnectOptions::source(&ch);
+        assert_eq!(source.sasl_mech, None);
+        let s = Session::connect(&source).await.expect("master session");
+        assert_eq!(s.info().mechanism, Some(Mechanism::ScramSha256));
+        s.close().await;
+
+        // PLAIN to the master's loopback sync_server: allowed.
+        let mut plain = ConnectOptions::source(&ch);
+        plain.sasl_mech = Some("PLAIN".into());
+        let s = Session::connect(&plain)
+            .await
+            .expect("PLAIN to the master on loopback");
+        assert_eq!(s.info().mechanism, Some(Mechanism::Plain));
+        s.close().await;
+
+        // The same to a replica on loopback: refused without TLS.
+        let replica = ConnectOptions::replica(&ch).unwrap();
+        assert_eq!(replica.sasl_mech.as_deref(), Some("PLAIN"));
+        let err = Session::connect(&replica).await.unwrap_err();
+        assert!(matches!(err, ProtoError::Sasl { .. }), "{err}");
+    });
+}
+
 #[test]
 fn wrong_password_and_trailing_comment_are_explained() {
     let pair = CyrusPair::start();
@@ -295,4 +329,43 @@ fn timeouts_and_garbage_from_mock_peers() {
     let err = rt.block_on(Session::connect(&opts)).unwrap_err();
     assert!(matches!(err, ProtoError::Closed { .. }), "{err}");
     dropper.join().unwrap();
+}
+
+#[test]
+fn a_non_admin_is_told_to_join_admins() {
+    // Cyrus 3.6.1 logs a non-admin in, then refuses: sync_server answers
+    // every command `NO Permission denied`, imapd still lists X-REPLICATION
+    // but answers SYNCAPPLY/SYNCGET with `BAD Unrecognized command`.
+    let pair = CyrusPair::start();
+    let rt = rt();
+    for (name, side) in [
+        (None, Side::Target),
+        (Some("chan2"), Side::Target),
+        (None, Side::Source),
+    ] {
+        let ch = channel(&pair, name);
+        let mut opts = match side {
+            Side::Target => ConnectOptions::replica(&ch).unwrap(),
+            Side::Source => ConnectOptions::source(&ch),
+        };
+        opts.peer.credentials.authname = Some("alice".into());
+        opts.peer.credentials.password = Some(secret("alicepw"));
+        for compress in [true, false] {
+            opts.compress = compress;
+            let result = rt.block_on(async {
+                let mut s = Session::connect(&opts).await?;
+                // Without COMPRESS and SIEVE-MAILBOX nothing is refused yet.
+                s.probe_admin(&opts).await
+            });
+            let err = result.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(err, ProtoError::NotAdmin { .. }),
+                "{name:?} {side}: {text}"
+            );
+            assert!(text.contains("add it to `admins:`"), "{text}");
+            assert!(text.contains(&side.to_string()), "{text}");
+            eprintln!("{name:?} {side} compress={compress}: {text}");
+        }
+    }
 }

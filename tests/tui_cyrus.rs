@@ -14,7 +14,9 @@ use support::imap::Imap;
 use support::lmtp::Lmtp;
 use support::pair::CyrusPair;
 
-/// A tmux session running one shell command; killed on drop.
+/// A tmux session running one shell command, on a tmux server of its own
+/// (`-L`): tests run in parallel and one test's teardown must not take
+/// another's terminal with it. Killed on drop.
 struct Tmux {
     name: String,
 }
@@ -25,7 +27,7 @@ impl Tmux {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let name = format!("cyrsync-tui-{}-{n}", std::process::id());
         let status = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &name])
+            .args(["-L", &name, "new-session", "-d", "-s", &name])
             .args(["-x", &width.to_string(), "-y", &height.to_string()])
             .arg(command)
             .status()
@@ -37,7 +39,7 @@ impl Tmux {
     fn keys(&self, keys: &[&str]) {
         for k in keys {
             let st = Command::new("tmux")
-                .args(["send-keys", "-t", &self.name, k])
+                .args(["-L", &self.name, "send-keys", "-t", &self.name, k])
                 .status()
                 .unwrap();
             assert!(st.success());
@@ -47,7 +49,7 @@ impl Tmux {
 
     fn screen(&self) -> String {
         let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.name])
+            .args(["-L", &self.name, "capture-pane", "-p", "-t", &self.name])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -70,7 +72,15 @@ impl Tmux {
 
     fn pane_pid(&self) -> u32 {
         let out = Command::new("tmux")
-            .args(["list-panes", "-t", &self.name, "-F", "#{pane_pid}"])
+            .args([
+                "-L",
+                &self.name,
+                "list-panes",
+                "-t",
+                &self.name,
+                "-F",
+                "#{pane_pid}",
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
@@ -80,7 +90,7 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
+            .args(["-L", &self.name, "kill-server"])
             .status();
     }
 }

@@ -29,6 +29,11 @@ pub enum ChannelError {
     Log(#[from] SyncLogError),
 }
 
+/// The least time between the starts of two runs when the earlier one
+/// changed nothing on the replica (runs that did are `sync_repeat_interval`
+/// apart).
+const NOOP_RUN_SPACING: Duration = Duration::from_millis(10);
+
 /// Commands from the control socket to a channel.
 #[derive(Debug, Clone, Default)]
 pub struct ChannelControl {
@@ -115,6 +120,7 @@ pub async fn run_channel(
         })
     };
     let mut last_run: Option<Instant> = None;
+    let mut last_any_run: Option<Instant> = None;
     monitor.event(
         "info",
         format!(
@@ -145,17 +151,26 @@ pub async fn run_channel(
             continue;
         }
         // sync_repeat_interval is the least time between the starts of two
-        // runs, not a sleep after each: an idle channel replicates at once.
-        if let Some(t) = last_run {
-            let next = t + ch.repeat_interval;
-            if Instant::now() < next {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next.into()) => {}
-                    _ = control.sync_now.notified() => {}
-                    // A pause shows at once, not at the next run.
-                    _ = paused_rx.changed() => continue,
-                    _ = stop.wait_for(|s| *s) => break,
-                }
+        // runs that changed the replica, not a sleep after each: an idle
+        // channel replicates at once. Runs that changed nothing are still
+        // kept NOOP_RUN_SPACING apart, so that a writer logging lines that
+        // need no replication cannot keep us busy.
+        let next = [
+            last_run.map(|t| t + ch.repeat_interval),
+            last_any_run.map(|t| t + ch.repeat_interval.min(NOOP_RUN_SPACING)),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if let Some(next) = next
+            && Instant::now() < next
+        {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.into()) => {}
+                _ = control.sync_now.notified() => {}
+                // A pause shows at once, not at the next run.
+                _ = paused_rx.changed() => continue,
+                _ = stop.wait_for(|s| *s) => break,
             }
         }
         let run = reader.begin()?;
@@ -186,7 +201,7 @@ pub async fn run_channel(
             continue;
         };
         let started = Instant::now();
-        last_run = Some(started);
+        last_any_run = Some(started);
         monitor.update(|v| v.state = ChannelState::Syncing);
         let entries = run.read_all()?;
         let malformed = run.take_malformed();
@@ -228,6 +243,7 @@ pub async fn run_channel(
             async move {
                 let mut relog = Vec::new();
                 let mut interrupted = false;
+                let mut applied = 0;
                 for u in &list {
                     let out = w.run_user(u, &mut stop).await;
                     monitor.update(|v| {
@@ -235,20 +251,30 @@ pub async fn run_channel(
                         v.counters.actions += out.done;
                     });
                     relog.extend(out.relog);
+                    applied += out.applied;
                     if out.interrupted {
                         interrupted = true;
                         break;
                     }
                 }
-                (relog, interrupted)
+                (relog, interrupted, applied)
             }
         });
         let results = futures_util::future::join_all(jobs).await;
         let mut interrupted = false;
         let mut relog = Vec::new();
-        for (r, i) in results {
+        let mut applied = 0;
+        for (r, i, a) in results {
             relog.extend(r);
             interrupted |= i;
+            applied += a;
+        }
+        // A run that found the replica already in agreement does not hold
+        // back the next one: Cyrus writers log one change on several lines
+        // (lmtpd: APPEND at commit, MAILBOX at unlock), and the late line
+        // would otherwise delay the next delivery by a whole interval.
+        if applied > 0 || !relog.is_empty() {
+            last_run = Some(started);
         }
         if !relog.is_empty() {
             // Nothing lost: what failed goes back to the log for a later run.

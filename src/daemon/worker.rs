@@ -24,6 +24,8 @@ pub struct Outcome {
     pub relog: Vec<LogEntry>,
     /// The run was interrupted by shutdown: `log-run` must be kept.
     pub interrupted: bool,
+    /// `APPLY` commands sent to the replica (0: the replica already agreed).
+    pub applied: u64,
 }
 
 /// One worker of a channel.
@@ -36,6 +38,8 @@ pub struct Worker {
     failures: u32,
     /// The engine's counters already added to the channel's.
     seen: crate::engine::SyncStats,
+    /// `APPLY`s sent over every session so far.
+    applied: u64,
     /// The channel's target-state cache, shared by its workers.
     cache: Option<std::sync::Arc<TargetCache>>,
 }
@@ -55,6 +59,7 @@ impl Worker {
             monitor,
             failures: 0,
             seen: Default::default(),
+            applied: 0,
             cache: None,
         }
     }
@@ -143,6 +148,7 @@ impl Worker {
         stop: &mut watch::Receiver<bool>,
     ) -> Outcome {
         let mut outcome = Outcome::default();
+        let applied_before = self.applied;
         let user = batch.userid.clone();
         self.monitor.update(|v| {
             if let Some(w) = v.workers.get_mut(self.id) {
@@ -225,6 +231,7 @@ impl Worker {
             }
         }
         self.publish_stats();
+        outcome.applied = self.applied - applied_before;
         self.monitor.update(|v| {
             if let Some(w) = v.workers.get_mut(self.id) {
                 *w = Default::default();
@@ -277,6 +284,7 @@ impl Worker {
         };
         let now = engine.stats().clone();
         let was = std::mem::replace(&mut self.seen, now.clone());
+        self.applied += now.applies.saturating_sub(was.applies);
         self.monitor.update(|v| {
             let c = &mut v.counters;
             c.mailboxes += now.mailboxes_updated.saturating_sub(was.mailboxes_updated);
@@ -374,13 +382,29 @@ pub fn hint_for(e: &EngineError) -> Option<String> {
         return None;
     };
     Some(match p {
-        P::Connect { .. } => "is the replica's Cyrus running, with a syncserver (csync) or imap service in cyrus.conf, and is sync_port right?".into(),
-        P::Timeout { .. } => "the peer stopped answering within sync_timeout; the work is retried after reconnecting".into(),
-        P::AuthFailed { .. } => "check sync_authname/sync_password against the replica's sasldb and that the account is in admins:".into(),
-        P::Tls { .. } | P::TlsRequired { .. } => "see `cyrsync check` for the certificate and the line to pin it".into(),
-        P::No { code: Some(c), .. } if c == "IMAP_MAILBOX_LOCKED" => "the mailbox was busy; the action is retried on a later run".into(),
-        P::No { code: Some(c), .. } if c == "IMAP_SYNC_CHECKSUM" => "master and replica disagree on a mailbox; `cyrsync verify -u USER` shows how".into(),
-        P::No { code: Some(c), .. } if c == "IMAP_PERMISSION_DENIED" => "the replication account must be listed in admins: on that server".into(),
+        P::Timeout { .. } => {
+            "the peer stopped answering within sync_timeout; the work is retried after reconnecting"
+                .into()
+        }
+        P::Tls { .. } | P::TlsRequired { .. } | P::CertificateRejected { .. } => {
+            "see `cyrsync check` for the certificate and the line to pin it".into()
+        }
+        P::No { code: Some(c), .. } if c == "IMAP_MAILBOX_LOCKED" => {
+            "the mailbox was busy; the action is retried on a later run".into()
+        }
+        P::No { code: Some(c), .. } if c == "IMAP_SYNC_CHECKSUM" => {
+            "master and replica disagree on a mailbox; `cyrsync verify -u USER` shows how".into()
+        }
+        P::No { code: Some(c), .. } if c == "IMAP_PERMISSION_DENIED" => {
+            "the replication account must be listed in admins: on that server".into()
+        }
+        P::Connect { .. }
+        | P::AuthFailed { .. }
+        | P::NotAdmin { .. }
+        | P::Sasl { .. }
+        | P::MissingCredential { .. }
+        | P::Banner { .. }
+        | P::NoReplication { .. } => p.hint(&crate::proto::diagnosis::HintContext::default()),
         _ => return None,
     })
 }

@@ -26,7 +26,7 @@ use crate::model::{
 };
 use crate::proto::ProtoError;
 use crate::proto::session::Session;
-use crate::source::local::{LocalError, LocalReader};
+use crate::source::local::{LocalError, LocalReader, Since};
 use spool::Spool;
 
 /// Why an action could not be completed.
@@ -571,6 +571,15 @@ impl Engine {
             }
         }
 
+        // The master's files of every mailbox about to be read, located in
+        // one `mbpath` call rather than one per mailbox.
+        let changed: Vec<(String, String)> = master
+            .iter()
+            .filter(|m| !by_uid.get(m.uniqueid()).is_some_and(|r| r.agrees_with(m)))
+            .map(|m| (m.uniqueid().to_string(), m.partition().to_string()))
+            .collect();
+        self.locate_local(changed).await;
+
         // 2. Renames (same uniqueid, other name), then updates.
         for m in master {
             self.stats.mailboxes_checked += 1;
@@ -608,7 +617,7 @@ impl Engine {
             {
                 continue;
             }
-            if let Err(e) = self.update_mailbox(m.name(), remote, remote_cached).await {
+            if let Err(e) = self.update_mailbox(m, remote, remote_cached).await {
                 // Whatever the replica holds now is unknown.
                 self.cache_forget(&[m.uniqueid()], &[m.name()]);
                 return Err(e);
@@ -623,12 +632,13 @@ impl Engine {
     /// full record-by-record comparison.
     async fn update_mailbox(
         &mut self,
-        name: &str,
+        listed: &MailboxState,
         remote: Option<MailboxState>,
         cached: bool,
     ) -> Result<(), EngineError> {
+        let name = listed.name();
         match self
-            .update_mailbox_once(name, remote.clone(), true, cached)
+            .update_mailbox_once(listed, remote.clone(), true, cached)
             .await
         {
             Err(EngineError::CopiedBack { .. }) => {
@@ -639,29 +649,82 @@ impl Engine {
                         .find(|x| x.uniqueid() == r.uniqueid()),
                     None => None,
                 };
-                self.update_mailbox_once(name, remote, false, false).await
+                // The copy-back changed the master: its listing is stale.
+                let Some(fresh) = Self::get_mailboxes(&mut self.source, &[name.to_string()])
+                    .await?
+                    .into_iter()
+                    .find(|m| m.name() == name)
+                else {
+                    return Ok(());
+                };
+                self.update_mailbox_once(&fresh, remote, false, false).await
             }
             other => other,
         }
     }
 
-    /// The master's whole mailbox: from its index files when the local
-    /// reader can vouch for them (a stale read is retried against a fresh
-    /// `GET MAILBOXES` twice), else with `GET FULLMAILBOX`, which holds the
-    /// mailbox's lock on the master for the whole answer.
-    async fn read_master(&mut self, name: &str) -> Result<Option<MailboxState>, EngineError> {
+    /// Has the local reader find the files of `mailboxes` (uniqueid,
+    /// partition; one `mbpath` for those it does not know yet). A failure only means that those
+    /// mailboxes will be located, or read over the protocol, one by one.
+    async fn locate_local(&mut self, mailboxes: Vec<(String, String)>) {
+        if mailboxes.is_empty() {
+            return;
+        }
+        let Some(mut reader) = self.local.take() else {
+            return;
+        };
+        let located = tokio::task::spawn_blocking(move || {
+            let ids: Vec<(&str, &str)> = mailboxes
+                .iter()
+                .map(|(u, p)| (u.as_str(), p.as_str()))
+                .collect();
+            let result = reader.locate(&ids);
+            (reader, result)
+        })
+        .await;
+        if let Ok((reader, result)) = located {
+            if let Err(e) = result {
+                tracing::debug!("locating mailboxes with mbpath: {e}");
+            }
+            self.local = Some(reader);
+        }
+    }
+
+    /// The master's mailbox: from its index files when the local reader can
+    /// vouch for them (checked against `listed`, the master's `GET
+    /// MAILBOXES` entry; a stale read is retried against a fresh one twice),
+    /// else with `GET FULLMAILBOX`, which holds the mailbox's lock on the
+    /// master for the whole answer. With `since`, the local reader keeps
+    /// only the records a replica there lacks; the flag says whether every
+    /// record is present.
+    async fn read_master(
+        &mut self,
+        listed: &MailboxState,
+        since: Option<Since>,
+    ) -> Result<Option<(MailboxState, bool)>, EngineError> {
+        let name = listed.name();
         if let Some(mut reader) = self.local.take() {
+            let mut listed = Some(listed.clone());
             for attempt in 0..3 {
-                let listed = Self::get_mailboxes(&mut self.source, &[name.to_string()])
-                    .await?
-                    .into_iter()
-                    .find(|m| m.name() == name);
-                let Some(listed) = listed else {
-                    self.local = Some(reader);
-                    return Ok(None);
+                let listed = match listed.take() {
+                    Some(l) => l,
+                    None => {
+                        let fresh = Self::get_mailboxes(&mut self.source, &[name.to_string()])
+                            .await?
+                            .into_iter()
+                            .find(|m| m.name() == name);
+                        let Some(fresh) = fresh else {
+                            self.local = Some(reader);
+                            return Ok(None);
+                        };
+                        fresh
+                    }
                 };
                 let (back, result) = tokio::task::spawn_blocking(move || {
-                    let result = reader.full_mailbox(&listed);
+                    let result = match since {
+                        Some(s) => reader.changed_since(&listed, s),
+                        None => reader.full_mailbox(&listed),
+                    };
                     (reader, result)
                 })
                 .await
@@ -674,7 +737,7 @@ impl Engine {
                     Ok(state) => {
                         self.local = Some(reader);
                         self.stats.local_reads += 1;
-                        return Ok(Some(state));
+                        return Ok(Some((state, since.is_none())));
                     }
                     Err(LocalError::Mismatch { .. }) if attempt < 2 => continue,
                     Err(e) => {
@@ -699,47 +762,72 @@ impl Engine {
         self.stats
             .full_reads
             .push((name.to_string(), started.elapsed()));
-        Ok(full)
+        Ok(full.map(|f| (f, true)))
     }
 
     async fn update_mailbox_once(
         &mut self,
-        name: &str,
+        listed: &MailboxState,
         remote: Option<MailboxState>,
         copy_back: bool,
         cached: bool,
     ) -> Result<(), EngineError> {
+        let name = listed.name();
         self.phase(name, Phase::Get);
-        let Some(full) = self.read_master(name).await? else {
+        let mut remote = remote;
+        let mut cached = cached && remote.is_some();
+        if cached
+            && let Some(r) = &remote
+            && listed.last_uid().saturating_sub(r.last_uid()) > self.options.batch_size as u64
+        {
+            // More new messages than sync_batchsize (at most LAST_UID's
+            // difference): the steps go without SINCE_*, so only a state
+            // read from the replica may drive them.
+            remote = Self::get_mailboxes(&mut self.target, &[r.name().to_string()])
+                .await?
+                .into_iter()
+                .find(|x| x.uniqueid() == listed.uniqueid());
+            cached = false;
+        }
+        // The first attempt needs only what the replica lacks; a retry
+        // (the replica moved, or disagrees) reads every record.
+        let since = remote.as_ref().map(|r| Since {
+            modseq: r.highestmodseq(),
+            last_uid: r.last_uid(),
+        });
+        let Some((full, mut complete)) = self.read_master(listed, since).await? else {
             // Deleted on the master meanwhile: the delete will be replicated
             // by its own log entry, as sync_client assumes.
             return Ok(());
         };
         // One copy of the records only: memory stays flat for large mailboxes.
-        let (full, records) = full.split_records()?;
-        if remote.is_none() {
-            self.stats.mailboxes_created += 1;
-        }
-        self.stats.mailboxes_updated += 1;
-
-        let mut remote = remote;
-        let mut cached = cached && remote.is_some();
+        let (mut full, mut records) = full.split_records()?;
         if cached
             && let Some(r) = &remote
             && records
                 .iter()
                 .filter(|x| u64::from(x.uid) > r.last_uid())
                 .count()
-                > self.options.batch_size.max(1)
+                > self.options.batch_size
         {
-            // sync_batchsize steps go without SINCE_*: only a state read
-            // from the replica may drive them.
+            // Mail arrived since the listing: the same rule, and what the
+            // replica lacks is read again for the state it really has.
             remote = Self::get_mailboxes(&mut self.target, &[r.name().to_string()])
                 .await?
                 .into_iter()
                 .find(|x| x.uniqueid() == full.uniqueid());
             cached = false;
+            let Some((all, _)) = self.read_master(&full, None).await? else {
+                return Ok(());
+            };
+            (full, records) = all.split_records()?;
+            complete = true;
         }
+        if remote.is_none() {
+            self.stats.mailboxes_created += 1;
+        }
+        self.stats.mailboxes_updated += 1;
+
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -748,6 +836,13 @@ impl Engine {
                 2 => Mode::NoSince,
                 _ => Mode::Full,
             };
+            if mode != Mode::Since && !complete {
+                let Some((all, _)) = self.read_master(&full, None).await? else {
+                    return Ok(());
+                };
+                (full, records) = all.split_records()?;
+                complete = true;
+            }
             let result = self
                 .push_mailbox(&full, &records, remote.as_ref(), mode, copy_back)
                 .await;
@@ -1154,7 +1249,7 @@ impl Engine {
             size: r.size,
         };
         let before = spool.len();
-        let result = reader.copy_body(full.name(), r.uid, &literal, spool);
+        let result = reader.copy_body(full.uniqueid(), r.uid, &literal, spool);
         if matches!(result, Ok(true)) {
             return true;
         }

@@ -111,11 +111,51 @@ pub enum ProtoError {
         /// The account.
         authname: String,
         /// The SASL mechanism.
-        mechanism: String,
+        mechanism: super::sasl::Mechanism,
         /// The server's words.
         text: String,
+        /// The server refused before sending any non-empty challenge. With
+        /// SCRAM that means it refused the user name itself, before any
+        /// password was checked (measured on Cyrus 3.6.1: an unknown user is
+        /// refused right after the client's first message, a wrong password
+        /// only after the client's proof).
+        no_challenge: bool,
         /// A hint on the usual causes, starting with a newline, or empty.
         hint: String,
+    },
+    /// Logged in, but the server refuses replication commands: the account is
+    /// not an admin there. Cyrus 3.6.1's sync_server answers every command of a
+    /// non-admin with `NO Permission denied`; its imapd answers `SYNCGET` and
+    /// `SYNCAPPLY` with `BAD Unrecognized command` (and still lists
+    /// `X-REPLICATION`).
+    #[error(
+        "{peer} accepted the login as {authname} but answered {doing} with \"{text}\": {authname} is not an admin of the {side}; add it to `admins:` in the {side}'s imapd.conf"
+    )]
+    NotAdmin {
+        /// `host:port`.
+        peer: String,
+        /// Master or replica.
+        side: Side,
+        /// The account.
+        authname: String,
+        /// The refused command.
+        doing: String,
+        /// The server's words.
+        text: String,
+    },
+    /// The server's TLS certificate was refused.
+    #[error("TLS with {peer}: the {side}'s certificate was refused: {reason}\n  fix: {fix}")]
+    CertificateRejected {
+        /// `host:port`.
+        peer: String,
+        /// Master or replica.
+        side: Side,
+        /// Why, naming the setting it was checked against.
+        reason: String,
+        /// The pin did not match (as opposed to CA verification failing).
+        pin_mismatch: bool,
+        /// What to change, with the exact imapd.conf line to pin it.
+        fix: String,
     },
     /// A required credential is not configured.
     #[error("no {what} configured for the {side}; set {key} in imapd.conf")]

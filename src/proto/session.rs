@@ -14,13 +14,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use tokio::net::{TcpStream, UnixStream};
 
+use super::diagnosis::HintContext;
 use super::error::{ProtoError, Side};
 use super::greeting::{
     Capabilities, Greeting, GreetingLine, Transport, apply_capability_code, shorten,
 };
 use super::sasl::{self, ClientMechanism, Mechanism, Step};
 use super::stream::{Connection, Stream, Traffic};
-use super::tls::{self, TlsClient, VerifyMode};
+use super::tls::{self, Rejection, TlsClient, VerifyMode};
+use super::x509::CertificateSummary;
 use crate::config::endpoint::{CSYNC_PORT, IMAP_PORT};
 use crate::config::{ChannelConfig, Credentials, Host, Peer, TlsSettings};
 use crate::dlist::{
@@ -68,7 +70,15 @@ impl ConnectOptions {
             side,
             peer,
             tls: channel.tls.clone(),
-            sasl_mech: channel.sasl_mech.clone(),
+            // force_sasl_client_mech is Cyrus's setting for its own client
+            // connections — sync_client's to the replica. Cyrus never logs
+            // in to the master's own sync_server, and the usual reason for
+            // the setting (3.6's sync_client fails SCRAM over IMAP) does not
+            // concern us: the master is read with the strongest mechanism.
+            sasl_mech: match side {
+                Side::Target => channel.sasl_mech.clone(),
+                Side::Source => None,
+            },
             compress: channel.compress,
             allow_plaintext: channel.allow_plaintext,
             timeout: channel.timeout,
@@ -81,14 +91,130 @@ impl ConnectOptions {
         }
     }
 
-    fn key(&self, base: &str) -> String {
-        let base = match (self.side, base) {
-            (Side::Source, "sync_authname") => "cyrsync_source_authname",
-            (Side::Source, "sync_password") => "cyrsync_source_password",
-            _ => base,
-        };
-        format!("{}{base}", self.key_prefix)
+    /// The imapd.conf key for `base` on this side and channel
+    /// (`chan2_sync_password`, `cyrsync_source_port`, …).
+    pub fn key(&self, base: &str) -> String {
+        self.hint_context().key(base)
     }
+
+    /// What hints about this peer may name: side, channel prefix, account,
+    /// and which credential values carry a trailing ` #` comment.
+    pub fn hint_context(&self) -> HintContext {
+        let mut ctx = HintContext {
+            side: Some(self.side),
+            key_prefix: self.key_prefix.clone(),
+            authname: self.peer.credentials.authname.clone(),
+            server_name: None,
+            transport: None,
+            timeout_secs: Some(self.timeout.as_secs()),
+            commented_keys: Vec::new(),
+        };
+        let creds = &self.peer.credentials;
+        let commented = |v: &str| v.contains(" #") || v.contains("\t#");
+        if creds.authname.as_deref().is_some_and(commented) {
+            ctx.commented_keys.push(ctx.key("sync_authname"));
+        }
+        if creds
+            .password
+            .as_ref()
+            .is_some_and(|p| commented(p.expose()))
+        {
+            ctx.commented_keys.push(ctx.key("sync_password"));
+        }
+        ctx
+    }
+
+    /// How the server certificate is checked, naming the setting, for
+    /// messages: `tls_client_ca_file /etc/ssl/ca.pem`, `chan2_cyrsync_tls_fingerprint`, …
+    pub fn trust_description(&self) -> String {
+        let t = &self.tls;
+        if t.fingerprint.is_some() {
+            return self.key("cyrsync_tls_fingerprint");
+        }
+        if !t.verify {
+            return format!("nothing ({}: no)", self.key("cyrsync_tls_verify"));
+        }
+        let mut from = Vec::new();
+        if let Some(f) = &t.ca_file {
+            from.push(format!("tls_client_ca_file {}", f.display()));
+        }
+        if let Some(d) = &t.ca_dir {
+            from.push(format!("tls_client_ca_dir {}", d.display()));
+        }
+        if from.is_empty() {
+            "the system's CA certificates (no tls_client_ca_file set)".to_string()
+        } else {
+            from.join(" and ")
+        }
+    }
+
+    /// `tls_client_ca_file`, and for a named channel the key that sets it for
+    /// that channel alone.
+    pub fn ca_file_keys(&self) -> String {
+        if self.key_prefix.is_empty() {
+            "tls_client_ca_file".to_string()
+        } else {
+            format!(
+                "tls_client_ca_file (or {}tls_client_ca_file for this channel alone)",
+                self.key_prefix
+            )
+        }
+    }
+}
+
+/// How far a connection got, filled in step by step by
+/// [`Session::connect_reporting`] and kept when connecting fails, so that
+/// `cyrsync check` can show each step up to the failure.
+#[derive(Debug, Clone, Default)]
+pub struct Handshake {
+    /// Ports tried before the last one, with the reason they were given up
+    /// (IMAP on 143 before csync on 2005, as Cyrus does).
+    pub earlier: Vec<(String, String)>,
+    /// `host:port` or the socket of the last attempt.
+    pub peer: Option<String>,
+    /// The TCP (or Unix socket) connection was made.
+    pub connected: bool,
+    /// The greeting was read: csync or IMAP.
+    pub transport: Option<Transport>,
+    /// The server's greeting text (servername, product, version).
+    pub server: Option<String>,
+    /// The server offered STARTTLS.
+    pub starttls_offered: bool,
+    /// TLS, when it was started.
+    pub tls: Option<TlsDetails>,
+    /// The SASL mechanisms offered (after STARTTLS, when TLS is used).
+    pub sasl_offered: Vec<String>,
+    /// The mechanism chosen.
+    pub mechanism: Option<Mechanism>,
+    /// The server accepted the credentials.
+    pub authenticated: bool,
+    /// COMPRESS DEFLATE was offered.
+    pub compress_offered: bool,
+    /// COMPRESS DEFLATE is on.
+    pub compressed: bool,
+}
+
+impl Handshake {
+    /// The server's `servername`: the first word of its greeting, which is
+    /// also the realm its sasldb looks users up in.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server.as_deref()?.split_whitespace().next()
+    }
+}
+
+/// The TLS part of a handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsDetails {
+    /// Chain, pin or nothing.
+    pub mode: VerifyMode,
+    /// What the certificate was checked against, naming the setting.
+    pub trust: String,
+    /// The certificate the server presented.
+    pub certificate: Option<CertificateSummary>,
+    /// The certificate was accepted and the handshake completed.
+    pub established: bool,
+    /// The negotiated protocol version (`TLSv1_3`).
+    pub version: Option<String>,
 }
 
 /// What a session negotiated, for `cyrsync check`, logs and the status view.
@@ -102,6 +228,10 @@ pub struct SessionInfo {
     pub tls: Option<VerifyMode>,
     /// SHA-256 of the server certificate, with TLS.
     pub tls_fingerprint: Option<[u8; 32]>,
+    /// The server certificate, with TLS.
+    pub certificate: Option<CertificateSummary>,
+    /// The SASL mechanisms the server offered.
+    pub sasl_offered: Vec<String>,
     /// The SASL mechanism used (`None` with `/noauth`).
     pub mechanism: Option<Mechanism>,
     /// COMPRESS DEFLATE on.
@@ -231,17 +361,28 @@ pub struct Session {
 impl Session {
     /// Connects following Cyrus's transport rules and sets the session up.
     pub async fn connect(opts: &ConnectOptions) -> Result<Session, ProtoError> {
+        Self::connect_reporting(opts, &mut Handshake::default()).await
+    }
+
+    /// Like [`connect`](Self::connect), recording each step in `report`,
+    /// which keeps what was learnt when connecting fails.
+    pub async fn connect_reporting(
+        opts: &ConnectOptions,
+        report: &mut Handshake,
+    ) -> Result<Session, ProtoError> {
         let endpoint = &opts.peer.endpoint;
         let host = match &endpoint.host {
             Host::Unix(path) => {
                 let peer = path.display().to_string();
+                report.peer = Some(peer.clone());
                 let stream = with_timeout(opts.timeout, &peer, "connecting", async {
                     UnixStream::connect(path).await
                 })
                 .await
                 .map_err(|e| connect_error(e, &peer))?;
+                report.connected = true;
                 let conn = Connection::new(Stream::Unix(stream), peer, opts.timeout);
-                return Self::setup(conn, opts, None).await;
+                return Box::pin(Self::setup(conn, opts, None, report)).await;
             }
             Host::Name(h) => h.clone(),
         };
@@ -257,6 +398,12 @@ impl Session {
             } else {
                 format!("{host}:{port}")
             };
+            let earlier = std::mem::take(&mut report.earlier);
+            *report = Handshake {
+                earlier,
+                peer: Some(peer.clone()),
+                ..Handshake::default()
+            };
             let attempt = async {
                 let tcp = with_timeout(opts.timeout, &peer, "connecting", async {
                     TcpStream::connect((host.as_str(), *port)).await
@@ -264,8 +411,11 @@ impl Session {
                 .await
                 .map_err(|e| connect_error(e, &peer))?;
                 let _ = tcp.set_nodelay(true);
+                report.connected = true;
                 let conn = Connection::new(Stream::Tcp(tcp), peer.clone(), opts.timeout);
-                Self::setup(conn, opts, Some(&host)).await
+                // Boxed: the whole handshake is one deep state machine, too
+                // big for a 2 MiB thread stack in debug builds.
+                Box::pin(Self::setup(conn, opts, Some(&host), report)).await
             };
             match attempt.await {
                 Ok(session) => return Ok(session),
@@ -274,6 +424,9 @@ impl Session {
                 Err(e @ (ProtoError::Connect { .. } | ProtoError::NoReplication { .. }))
                     if ports.len() > 1 =>
                 {
+                    if *port != ports[ports.len() - 1] {
+                        report.earlier.push((peer.clone(), e.to_string()));
+                    }
                     first_error.get_or_insert(e);
                 }
                 Err(e) => return Err(e),
@@ -289,9 +442,15 @@ impl Session {
         mut conn: Connection,
         opts: &ConnectOptions,
         tls_host: Option<&str>,
+        report: &mut Handshake,
     ) -> Result<Session, ProtoError> {
         let mut greeting = read_greeting(&mut conn).await?;
         let transport = greeting.transport.unwrap_or(Transport::Csync);
+        report.transport = Some(transport);
+        report.server = Some(greeting.caps.server.clone());
+        report.starttls_offered = greeting.caps.starttls;
+        report.sasl_offered = greeting.caps.sasl.clone();
+        report.compress_offered = greeting.caps.compress;
         let mut next_tag = 1u32;
         let mut tag = |prefix: &str| {
             let t = format!("{prefix}{next_tag:02}");
@@ -302,18 +461,28 @@ impl Session {
         // STARTTLS whenever offered (DESIGN.md §7); required with `/tls`.
         let mut tls_mode = None;
         let mut tls_fingerprint = None;
+        let mut certificate = None;
         if greeting.caps.starttls && tls_host.is_some() {
             let tls_client = tls::client_config(&opts.tls).map_err(|e| ProtoError::Tls {
                 peer: conn.peer().to_string(),
                 detail: e.to_string(),
             })?;
+            report.tls = Some(TlsDetails {
+                mode: tls_client.mode,
+                trust: opts.trust_description(),
+                certificate: None,
+                established: false,
+                version: None,
+            });
             let t = match transport {
                 Transport::Csync => None,
                 Transport::Imap => Some(tag("T")),
             };
             simple_command(&mut conn, t.as_deref(), b"STARTTLS", "STARTTLS").await?;
             let host = tls_host.unwrap_or_default();
-            tls_fingerprint = starttls(&mut conn, host, &tls_client).await?;
+            tls_fingerprint =
+                Box::pin(starttls(&mut conn, host, &tls_client, opts, report)).await?;
+            certificate = report.tls.as_ref().and_then(|t| t.certificate.clone());
             tls_mode = Some(tls_client.mode);
             if tls_client.mode == VerifyMode::Off {
                 tracing::warn!(
@@ -337,6 +506,8 @@ impl Session {
                     }
                 }
             };
+            report.sasl_offered = greeting.caps.sasl.clone();
+            report.compress_offered = greeting.caps.compress;
         } else if opts.peer.endpoint.require_tls {
             return Err(ProtoError::TlsRequired {
                 peer: conn.peer().to_string(),
@@ -344,6 +515,7 @@ impl Session {
             });
         }
         let mut caps = greeting.caps;
+        let sasl_offered = caps.sasl.clone();
 
         let mut mechanism = None;
         if !opts.peer.endpoint.noauth {
@@ -351,7 +523,9 @@ impl Session {
                 Transport::Csync => None,
                 Transport::Imap => Some(tag("A")),
             };
-            let (mech, ok_text) = authenticate(&mut conn, opts, transport, &caps, t).await?;
+            let (mech, ok_text) =
+                Box::pin(authenticate(&mut conn, opts, transport, &caps, t, report)).await?;
+            report.authenticated = true;
             mechanism = Some(mech);
             if transport == Transport::Imap {
                 // RFC 9051 §6.2.2: capabilities may change after login; imapd
@@ -375,8 +549,11 @@ impl Session {
                 Transport::Csync => None,
                 Transport::Imap => Some(tag("Z")),
             };
-            simple_command(&mut conn, t.as_deref(), b"COMPRESS DEFLATE", "COMPRESS").await?;
+            simple_command(&mut conn, t.as_deref(), b"COMPRESS DEFLATE", "COMPRESS")
+                .await
+                .map_err(|e| admin_refusal(e, opts))?;
             conn.start_deflate()?;
+            report.compressed = true;
         }
 
         let mut parser = ResponseParser::responses(Limits::default());
@@ -386,6 +563,8 @@ impl Session {
             transport,
             tls: tls_mode,
             tls_fingerprint,
+            certificate,
+            sasl_offered,
             mechanism,
             compressed: conn.is_compressed(),
             server: caps.server.clone(),
@@ -406,9 +585,26 @@ impl Session {
                 "CAPABILITIES",
                 crate::dlist::Value::atom_list(["SIEVE-MAILBOX"]),
             );
-            session.command(cmd).await?;
+            session
+                .command(cmd)
+                .await
+                .map_err(|e| admin_refusal(e, opts))?;
         }
         Ok(session)
+    }
+
+    /// Proves that the account may use replication commands with a harmless
+    /// read: `GET MAILBOXES ()` (`SYNCGET` over IMAP), which lists nothing.
+    /// A refusal becomes [`ProtoError::NotAdmin`].
+    pub async fn probe_admin(&mut self, opts: &ConnectOptions) -> Result<(), ProtoError> {
+        let empty: [&str; 0] = [];
+        self.command(Command::get(
+            "MAILBOXES",
+            crate::dlist::Value::atom_list(empty),
+        ))
+        .await
+        .map(|_| ())
+        .map_err(|e| admin_refusal(e, opts))
     }
 
     /// What was negotiated.
@@ -827,6 +1023,8 @@ async fn starttls(
     conn: &mut Connection,
     host: &str,
     client: &TlsClient,
+    opts: &ConnectOptions,
+    report: &mut Handshake,
 ) -> Result<Option<[u8; 32]>, ProtoError> {
     let peer = conn.peer().to_string();
     let name = tls::server_name(host).map_err(|detail| ProtoError::Tls {
@@ -836,28 +1034,178 @@ async fn starttls(
     let tcp = conn.take_stream_for_tls()?;
     let connector = tokio_rustls::TlsConnector::from(client.config.clone());
     let handshake = tokio::time::timeout(conn.timeout(), connector.connect(name, tcp)).await;
-    let seen = client.seen.lock().ok().and_then(|s| s.fingerprint);
+    let (fingerprint, der, rejected) = match client.seen.lock() {
+        Ok(s) => (s.fingerprint, s.der.clone(), s.rejected.clone()),
+        Err(_) => (None, None, None),
+    };
+    let summary = der.as_deref().map(super::x509::summarize);
+    if let Some(t) = report.tls.as_mut() {
+        t.certificate = summary.clone();
+    }
     match handshake {
         Err(_) => Err(ProtoError::Timeout {
             peer,
             doing: "the TLS handshake".into(),
             after: conn.timeout(),
         }),
-        Ok(Err(e)) => {
-            let mut detail = format!("handshake failed: {e}");
-            if let Some(fp) = seen {
-                detail.push_str(&format!(
-                    "\n  the replica presented a certificate with SHA-256 fingerprint {}\n  fix: give its CA in tls_client_ca_file, or pin it with `cyrsync_tls_fingerprint: {}` after checking it on the replica (openssl x509 -noout -fingerprint -sha256 -in <cert>)",
-                    tls::format_fingerprint(&fp),
-                    tls::format_fingerprint(&fp)
-                ));
-            }
-            Err(ProtoError::Tls { peer, detail })
-        }
+        Ok(Err(e)) => match (rejected, fingerprint) {
+            (Some(why), Some(fp)) => Err(certificate_rejected(
+                peer,
+                host,
+                opts,
+                &why,
+                &fp,
+                summary.as_ref(),
+            )),
+            _ => Err(ProtoError::Tls {
+                peer,
+                detail: format!("handshake failed: {e}"),
+            }),
+        },
         Ok(Ok(stream)) => {
+            if let Some(t) = report.tls.as_mut() {
+                t.established = true;
+                t.version = stream
+                    .get_ref()
+                    .1
+                    .protocol_version()
+                    .map(|v| format!("{v:?}"));
+            }
             conn.set_tls_stream(stream);
-            Ok(seen)
+            Ok(fingerprint)
         }
+    }
+}
+
+/// The line that pins `fp` for this channel, ready to paste into imapd.conf.
+pub fn pin_line(opts: &ConnectOptions, fp: &[u8; 32]) -> String {
+    format!(
+        "{}: {}",
+        opts.key("cyrsync_tls_fingerprint"),
+        tls::format_fingerprint(fp)
+    )
+}
+
+fn certificate_rejected(
+    peer: String,
+    host: &str,
+    opts: &ConnectOptions,
+    why: &Rejection,
+    fp: &[u8; 32],
+    cert: Option<&CertificateSummary>,
+) -> ProtoError {
+    let side = opts.side;
+    let shown = tls::format_fingerprint(fp);
+    let pin = format!(
+        "or, after comparing the fingerprint with `openssl x509 -noout -fingerprint -sha256 -in <tls_server_cert>` on the {side}, pin it with this line in imapd.conf:\n    {}",
+        pin_line(opts, fp)
+    );
+    let subject = cert
+        .map(|c| format!("{} (issued by {})", c.subject, c.issuer))
+        .unwrap_or_else(|| "its certificate".into());
+    let ca_key = opts.ca_file_keys();
+    let (reason, fix, pin_mismatch) = match why {
+        Rejection::PinMismatch { expected } => (
+            format!(
+                "its SHA-256 fingerprint {shown} is not the one pinned in {} ({})",
+                opts.key("cyrsync_tls_fingerprint"),
+                tls::format_fingerprint(expected)
+            ),
+            format!(
+                "if the {side}'s certificate was replaced on purpose, check the new fingerprint on the {side} and update the pin:\n    {}\n  otherwise something between here and the {side} is intercepting the connection",
+                pin_line(opts, fp)
+            ),
+            true,
+        ),
+        Rejection::UnknownIssuer => (
+            format!(
+                "{subject} is not signed by a CA in {}",
+                opts.trust_description()
+            ),
+            format!(
+                "put the CA certificate that signed the {side}'s certificate in {ca_key} (PEM), {pin}"
+            ),
+            false,
+        ),
+        Rejection::WrongName => (
+            format!(
+                "{subject} is not valid for \"{host}\" (it names {})",
+                cert.filter(|c| !c.names.is_empty())
+                    .map(|c| c.names.join(", "))
+                    .unwrap_or_else(|| "no subjectAltName".into())
+            ),
+            format!(
+                "set {} to a name the certificate carries, or reissue the certificate with \"{host}\" in its subjectAltName, {pin}",
+                opts.key("sync_host")
+            ),
+            false,
+        ),
+        Rejection::Expired => (
+            format!(
+                "{subject} is not valid now (valid {} to {})",
+                cert.and_then(|c| c.not_before.clone())
+                    .unwrap_or_else(|| "?".into()),
+                cert.and_then(|c| c.not_after.clone())
+                    .unwrap_or_else(|| "?".into())
+            ),
+            format!(
+                "renew the certificate on the {side} (tls_server_cert), and check this host's clock"
+            ),
+            false,
+        ),
+        Rejection::Other(e) => (
+            format!(
+                "{subject}: {e} (checked against {})",
+                opts.trust_description()
+            ),
+            format!("fix the certificate on the {side}, or give its CA in {ca_key}, {pin}"),
+            false,
+        ),
+    };
+    ProtoError::CertificateRejected {
+        peer,
+        side,
+        reason,
+        pin_mismatch,
+        fix,
+    }
+}
+
+/// A server that logged us in and then refuses replication commands means
+/// the account is not an admin there (see [`ProtoError::NotAdmin`]).
+fn admin_refusal(e: ProtoError, opts: &ConnectOptions) -> ProtoError {
+    let not_admin = match &e {
+        ProtoError::No {
+            code: None, text, ..
+        } => text.starts_with("Permission denied"),
+        ProtoError::Bad { text, .. } => text.contains("Unrecognized command"),
+        _ => false,
+    };
+    if !not_admin {
+        return e;
+    }
+    match e {
+        ProtoError::No {
+            peer, doing, text, ..
+        } => ProtoError::NotAdmin {
+            peer,
+            side: opts.side,
+            authname: opts.peer.credentials.authname.clone().unwrap_or_default(),
+            doing,
+            text: format!("NO {text}"),
+        },
+        ProtoError::Bad { peer, doing, text } => ProtoError::NotAdmin {
+            peer,
+            side: opts.side,
+            authname: opts.peer.credentials.authname.clone().unwrap_or_default(),
+            doing,
+            text: if text.starts_with("BAD") {
+                text
+            } else {
+                format!("BAD {text}")
+            },
+        },
+        other => other,
     }
 }
 
@@ -868,6 +1216,7 @@ async fn authenticate(
     transport: Transport,
     caps: &Capabilities,
     tag: Option<String>,
+    report: &mut Handshake,
 ) -> Result<(Mechanism, String), ProtoError> {
     let peer = conn.peer().to_string();
     let Credentials {
@@ -896,14 +1245,19 @@ async fn authenticate(
         allow_plaintext: opts.allow_plaintext,
     };
     // A Unix socket never leaves the host, so clear-text mechanisms are as
-    // safe there as over TLS.
-    let protected = conn.is_tls() || conn.is_local();
+    // safe there as over TLS; so is the master's own sync_server on this
+    // host's loopback (as Dovecot's disable_plaintext_auth treats a
+    // connection from the same host). A replica on a loopback address may be
+    // a forwarder to another host: it gets no such exception.
+    let protected =
+        conn.is_tls() || conn.is_local() || (opts.side == Side::Source && conn.is_loopback());
     let mechanism = sasl::select(&caps.sasl, protected, &credentials, &policy).map_err(|e| {
         ProtoError::Sasl {
             peer: peer.clone(),
             detail: e.to_string(),
         }
     })?;
+    report.mechanism = Some(mechanism);
     let host = match &opts.peer.endpoint.host {
         Host::Name(h) => h.clone(),
         Host::Unix(_) => "localhost".to_string(),
@@ -945,11 +1299,15 @@ async fn authenticate(
     conn.flush(doing).await?;
     drop(line);
 
+    let mut challenges = 0u32;
     loop {
         let reply = conn.read_line(doing).await?;
         let text = String::from_utf8_lossy(&reply).into_owned();
         if let Some(challenge) = text.strip_prefix('+') {
             let challenge = challenge.trim_start();
+            if !challenge.is_empty() {
+                challenges += 1;
+            }
             let decoded = B64
                 .decode(challenge.as_bytes())
                 .map_err(|_| ProtoError::Unexpected {
@@ -986,13 +1344,24 @@ async fn authenticate(
                 client.finish(None).map_err(sasl_err)?;
                 Ok((mechanism, detail.to_string()))
             }
-            "NO" | "BAD" => Err(ProtoError::AuthFailed {
-                peer: peer.clone(),
-                authname: authname.clone(),
-                mechanism: mechanism.name().to_string(),
-                text: shorten(detail),
-                hint: auth_hint(opts, &authname),
-            }),
+            "NO" | "BAD" => {
+                let mut err = ProtoError::AuthFailed {
+                    peer: peer.clone(),
+                    authname: authname.clone(),
+                    mechanism,
+                    text: shorten(detail),
+                    no_challenge: challenges == 0,
+                    hint: String::new(),
+                };
+                let mut ctx = opts.hint_context();
+                ctx.server_name = report.server_name().map(str::to_string);
+                ctx.transport = Some(transport);
+                let hint = format!("\n  hint: {}", err.hint(&ctx));
+                if let ProtoError::AuthFailed { hint: h, .. } = &mut err {
+                    *h = hint;
+                }
+                Err(err)
+            }
             _ => Err(ProtoError::Unexpected {
                 peer: peer.clone(),
                 doing: doing.into(),
@@ -1000,23 +1369,4 @@ async fn authenticate(
             }),
         };
     }
-}
-
-/// The usual causes of a refused login, most likely first.
-fn auth_hint(opts: &ConnectOptions, authname: &str) -> String {
-    let mut hint = String::new();
-    if authname.contains(" #") || authname.contains('\t') {
-        hint.push_str(&format!(
-            "\n  hint: {} is \"{authname}\": Cyrus reads a trailing `# comment` as part of the value; move the comment to its own line",
-            opts.key("sync_authname")
-        ));
-    }
-    hint.push_str(&format!(
-        "\n  hint: check {} and {} against the {}'s sasldb (sasldblistusers2; the realm is the server's servername unless {} is set), that the account is in `admins:` there, and that the sasldb is readable by the cyrus user",
-        opts.key("sync_authname"),
-        opts.key("sync_password"),
-        opts.side,
-        opts.key("sync_realm"),
-    ));
-    hint
 }

@@ -153,6 +153,11 @@ impl Connection {
         matches!(self.stream, Some(Stream::Unix(_)))
     }
 
+    /// Whether the stream is plain TCP to a loopback address.
+    pub fn is_loopback(&self) -> bool {
+        matches!(&self.stream, Some(Stream::Tcp(t)) if t.peer_addr().is_ok_and(|a| a.ip().is_loopback()))
+    }
+
     /// Whether COMPRESS DEFLATE is active.
     pub fn is_compressed(&self) -> bool {
         self.deflate.is_some()

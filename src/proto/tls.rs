@@ -54,11 +54,34 @@ pub fn fingerprint(cert: &[u8]) -> [u8; 32] {
     Sha256::digest(cert).into()
 }
 
-/// What the verifier saw of the peer's certificate, for error messages.
+/// What the verifier saw of the peer's certificate, for error messages and
+/// `cyrsync check`.
 #[derive(Debug, Default)]
 pub struct SeenCertificate {
     /// SHA-256 of the end-entity certificate presented by the server.
     pub fingerprint: Option<[u8; 32]>,
+    /// The end-entity certificate (DER).
+    pub der: Option<Vec<u8>>,
+    /// Why the verifier refused it, when it did.
+    pub rejected: Option<Rejection>,
+}
+
+/// Why a server certificate was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Its SHA-256 is not the pinned one.
+    PinMismatch {
+        /// The pin from `cyrsync_tls_fingerprint`.
+        expected: [u8; 32],
+    },
+    /// No chain to a trusted CA.
+    UnknownIssuer,
+    /// Valid, but not for the name connected to.
+    WrongName,
+    /// Expired or not yet valid.
+    Expired,
+    /// Anything else webpki refused, in its words.
+    Other(String),
 }
 
 /// A ready client configuration plus what the handshake reveals.
@@ -273,10 +296,7 @@ impl ServerCertVerifier for Verifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let fp = fingerprint(end_entity);
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.fingerprint = Some(fp);
-        }
-        match &self.inner {
+        let result = match &self.inner {
             Inner::Chain(v) => {
                 v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }
@@ -285,7 +305,17 @@ impl ServerCertVerifier for Verifier {
                 "the certificate does not match cyrsync_tls_fingerprint".into(),
             )),
             Inner::Off => Ok(ServerCertVerified::assertion()),
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.fingerprint = Some(fp);
+            seen.der = Some(end_entity.as_ref().to_vec());
+            seen.rejected = match (&result, &self.inner) {
+                (Ok(_), _) => None,
+                (Err(_), Inner::Pinned(pin)) => Some(Rejection::PinMismatch { expected: *pin }),
+                (Err(e), _) => Some(rejection(e)),
+            };
         }
+        result
     }
 
     // Handshake signatures are always checked, even with verification off or
@@ -310,6 +340,22 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+fn rejection(e: &rustls::Error) -> Rejection {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => Rejection::UnknownIssuer,
+            C::NotValidForName | C::NotValidForNameContext { .. } => Rejection::WrongName,
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => Rejection::Expired,
+            other => Rejection::Other(format!("{other:?}")),
+        },
+        other => Rejection::Other(other.to_string()),
     }
 }
 

@@ -1,12 +1,11 @@
 //! The local reader: a mailbox's records straight from its `cyrus.index` on
 //! the master host, under the shared lock Cyrus's own readers take, for the
-//! milliseconds of one read. Cyrus's `mbpath` finds the files (uuid or
-//! name-based storage, metapartitions). The mailbox-level fields come from
+//! milliseconds of one read; [`super::locate`] finds the files. The
+//! mailbox-level fields come from
 //! the protocol's `GET MAILBOXES`, which the engine reads anyway; the index
 //! must agree with them (HIGHESTMODSEQ, LAST_UID, UIDVALIDITY, both sync
 //! CRCs) or the read is refused and the protocol answers instead.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,6 +15,7 @@ use rustix::fs::{FlockOperation, fcntl_lock};
 use rustix::io::Errno;
 
 use super::index::{IndexError, parse_header, parse_index};
+use super::locate::{Dirs, Locator};
 use crate::config::{ChannelConfig, Host, MasterReader};
 use crate::dlist::{FileLiteral, KvList, Value};
 use crate::model::MailboxState;
@@ -71,6 +71,16 @@ pub enum LocalError {
     },
 }
 
+/// A replica's position in a mailbox: the records it lacks are those
+/// changed after `modseq` or above `last_uid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Since {
+    /// The replica's HIGHESTMODSEQ.
+    pub modseq: u64,
+    /// The replica's LAST_UID.
+    pub last_uid: u64,
+}
+
 /// Where Cyrus keeps its tools, in the order they are tried.
 const BIN_DIRS: &[&str] = &[
     "/usr/local/cyrus/bin",
@@ -81,17 +91,7 @@ const BIN_DIRS: &[&str] = &[
 /// Reads mailboxes of the master whose imapd.conf is `config`.
 #[derive(Debug)]
 pub struct LocalReader {
-    config: PathBuf,
-    mbpath: PathBuf,
-    dirs: HashMap<String, Dirs>,
-}
-
-/// Where a mailbox's files are (`mbpath -j`: `meta`, `data`, `archive`).
-#[derive(Debug, Clone)]
-struct Dirs {
-    meta: PathBuf,
-    data: PathBuf,
-    archive: Option<PathBuf>,
+    locator: Locator,
 }
 
 impl LocalReader {
@@ -105,9 +105,7 @@ impl LocalReader {
             .map(|d| d.join("mbpath"))
             .find(|p| p.is_file())?;
         Some(LocalReader {
-            config: config.to_path_buf(),
-            mbpath,
-            dirs: HashMap::new(),
+            locator: Locator::new(config, &mbpath),
         })
     }
 
@@ -134,56 +132,46 @@ impl LocalReader {
         }
     }
 
-    fn dirs(&mut self, mailbox: &str) -> Result<Dirs, LocalError> {
-        if let Some(d) = self.dirs.get(mailbox) {
-            return Ok(d.clone());
-        }
-        let locate = |detail: String| LocalError::Locate {
-            mailbox: mailbox.to_string(),
-            detail,
-        };
-        let out = std::process::Command::new(&self.mbpath)
-            .arg("-C")
-            .arg(&self.config)
-            .arg("-j")
-            .arg(mailbox)
-            .output()
-            .map_err(|e| locate(e.to_string()))?;
-        if !out.status.success() {
-            return Err(locate(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
-        }
-        let json: serde_json::Value =
-            serde_json::from_slice(&out.stdout).map_err(|e| locate(e.to_string()))?;
-        let path = |key: &str| {
-            json.get(key)
-                .and_then(serde_json::Value::as_str)
-                .filter(|m| !m.is_empty())
-                .map(PathBuf::from)
-        };
-        let dirs = Dirs {
-            meta: path("meta").ok_or_else(|| locate("no meta path in its answer".into()))?,
-            data: path("data").ok_or_else(|| locate("no data path in its answer".into()))?,
-            archive: path("archive"),
-        };
-        self.dirs.insert(mailbox.to_string(), dirs.clone());
-        Ok(dirs)
+    /// Has `mbpath` locate, in one call, every mailbox of `mailboxes`
+    /// (uniqueid, partition) whose files are not known yet.
+    pub fn locate(&mut self, mailboxes: &[(&str, &str)]) -> Result<(), LocalError> {
+        self.locator
+            .locate(mailboxes)
+            .map_err(|e| LocalError::Locate {
+                mailbox: mailboxes.len().to_string() + " mailbox(es)",
+                detail: e.0,
+            })
     }
 
-    /// Copies the message file of `uid` in `mailbox` into `sink` as the
-    /// body of `file`, checking on the way that its SHA-1 is the GUID;
-    /// `Ok(false)` when the file is not there or is not that message (the
-    /// caller then asks the protocol, after undoing what `sink` got).
+    /// Where the files of mailbox `uniqueid` on `partition` are, if known
+    /// or derivable without running `mbpath`.
+    pub fn location(&self, uniqueid: &str, partition: &str) -> Option<Dirs> {
+        self.locator.known(uniqueid, partition)
+    }
+
+    fn dirs(&self, uniqueid: &str, partition: &str) -> Result<Dirs, LocalError> {
+        self.locator
+            .dirs(uniqueid, partition)
+            .map_err(|e| LocalError::Locate {
+                mailbox: uniqueid.to_string(),
+                detail: e.0,
+            })
+    }
+
+    /// Copies the message file of `uid` in the mailbox `uniqueid` into
+    /// `sink` as the body of `file`, checking on the way that its SHA-1 is
+    /// the GUID; `Ok(false)` when the file is not there or is not that
+    /// message (the caller then asks the protocol, after undoing what `sink`
+    /// got).
     pub fn copy_body(
         &mut self,
-        mailbox: &str,
+        uniqueid: &str,
         uid: u32,
         file: &FileLiteral,
         sink: &mut dyn BodySink,
     ) -> Result<bool, LocalError> {
         use sha1::Digest as _;
-        let dirs = self.dirs(mailbox)?;
+        let dirs = self.dirs(uniqueid, &file.partition)?;
         let name = format!("{uid}.");
         let mut candidates = vec![dirs.data.join(&name)];
         candidates.extend(dirs.archive.map(|a| a.join(&name)));
@@ -220,26 +208,70 @@ impl LocalReader {
         Ok(got.eq_ignore_ascii_case(&file.guid))
     }
 
-    /// Forgets where `mailbox` lives (after a rename or a failed read).
-    pub fn forget(&mut self, mailbox: &str) {
-        self.dirs.remove(mailbox);
-    }
-
     /// The whole mailbox as `GET FULLMAILBOX` would send it: the
     /// mailbox-level fields of `listed` (its `GET MAILBOXES` entry) and the
     /// records of its index. Blocks on the index lock while a Cyrus writer
     /// holds it: call it off the async executor.
     pub fn full_mailbox(&mut self, listed: &MailboxState) -> Result<MailboxState, LocalError> {
+        self.mailbox(listed, None)
+    }
+
+    /// Like [`full_mailbox`](Self::full_mailbox), with only the records a
+    /// replica at `since` lacks: those changed after its HIGHESTMODSEQ or
+    /// above its LAST_UID (what `APPLY MAILBOX` with `SINCE_MODSEQ` sends).
+    /// Every record is still read and CRC-checked; only the kept ones are
+    /// turned into DList values, which is most of the cost in a large
+    /// mailbox.
+    pub fn changed_since(
+        &mut self,
+        listed: &MailboxState,
+        since: Since,
+    ) -> Result<MailboxState, LocalError> {
+        self.mailbox(listed, Some(since))
+    }
+
+    fn mailbox(
+        &mut self,
+        listed: &MailboxState,
+        since: Option<Since>,
+    ) -> Result<MailboxState, LocalError> {
         let name = listed.name().to_string();
-        let result = self.read(&name, listed);
-        if result.is_err() {
-            self.forget(&name);
+        let dirs = self.dirs(listed.uniqueid(), listed.partition())?;
+        let mut result = self.read(&name, &dirs, listed, since);
+        let misplaced = |r: &Result<MailboxState, LocalError>| {
+            matches!(
+                r,
+                Err(LocalError::Io { .. }
+                    | LocalError::Mismatch {
+                        field: "UNIQUEID",
+                        ..
+                    })
+            )
+        };
+        // Not there, or another mailbox there: a rename moved a mailbox
+        // stored under its name, or a derived location was wrong (then
+        // mbpath is asked, once, now).
+        if misplaced(&result) {
+            self.locator.forget(listed.uniqueid(), dirs.derived);
+            if dirs.derived {
+                let dirs = self.dirs(listed.uniqueid(), listed.partition())?;
+                result = self.read(&name, &dirs, listed, since);
+                if misplaced(&result) {
+                    self.locator.forget(listed.uniqueid(), false);
+                }
+            }
         }
         result
     }
 
-    fn read(&mut self, name: &str, listed: &MailboxState) -> Result<MailboxState, LocalError> {
-        let dir = self.dirs(name)?.meta;
+    fn read(
+        &self,
+        name: &str,
+        dirs: &Dirs,
+        listed: &MailboxState,
+        since: Option<Since>,
+    ) -> Result<MailboxState, LocalError> {
+        let dir = &dirs.meta;
         let header_path = dir.join("cyrus.header");
         let index_path = dir.join("cyrus.index");
         let io = |path: &Path| {
@@ -307,6 +339,7 @@ impl LocalReader {
         let records = index
             .records
             .iter()
+            .filter(|r| since.is_none_or(|s| r.modseq > s.modseq || u64::from(r.uid) > s.last_uid))
             .map(|r| r.to_value(&header.user_flags))
             .collect();
         let mut kv: Vec<(String, Value)> = listed

@@ -8,3 +8,4 @@
 
 pub mod index;
 pub mod local;
+pub mod locate;

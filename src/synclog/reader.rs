@@ -143,6 +143,17 @@ impl Reader {
             Err(e) => return Err(SyncLogError::io("stat", &self.log_run, e)),
         };
         if !reprocessing {
+            // An empty `log` belongs to a writer between its O_CREAT and its
+            // locked write: taking it would only make that writer find the
+            // file renamed and create another, which a reader that retries at
+            // once would take again (a livelock). Its line comes with the
+            // write that follows.
+            match std::fs::metadata(&self.log) {
+                Ok(m) if m.len() == 0 => return Ok(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(SyncLogError::io("stat", &self.log, e)),
+            }
             match std::fs::rename(&self.log, &self.log_run) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -403,6 +414,18 @@ mod tests {
         assert!(reader.begin().unwrap().is_none());
         assert!(reader.log_path().ends_with("sync/chan2/log"));
         assert!(reader.log_run_path().ends_with("sync/chan2/log-run"));
+    }
+
+    #[test]
+    fn an_empty_log_is_left_to_its_writer() {
+        let (_dir, reader) = setup();
+        std::fs::write(reader.log_path(), "").unwrap();
+        assert!(reader.begin().unwrap().is_none());
+        assert!(reader.log_path().exists(), "the writer's file was taken");
+        assert!(!reader.log_run_path().exists());
+        std::fs::write(reader.log_path(), "USER alice\n").unwrap();
+        let mut run = reader.begin().unwrap().unwrap();
+        assert_eq!(run.read_all().unwrap().len(), 1);
     }
 
     #[test]

@@ -102,6 +102,14 @@ impl Csync {
     }
 }
 
+impl Csync {
+    /// The local port of this connection (to find the server process that
+    /// serves it).
+    pub fn local_port(&self) -> u16 {
+        self.writer.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+}
+
 impl Drop for Csync {
     fn drop(&mut self) {
         let _ = self.writer.write_all(b"EXIT\r\n");

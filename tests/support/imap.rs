@@ -115,6 +115,14 @@ impl Imap {
     }
 }
 
+impl Imap {
+    /// The local port of this connection (to find the server process that
+    /// serves it).
+    pub fn local_port(&self) -> u16 {
+        self.writer.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+}
+
 impl Drop for Imap {
     fn drop(&mut self) {
         let _ = self.writer.write_all(b"Z LOGOUT\r\n");

@@ -44,13 +44,6 @@ impl Lmtp {
         all
     }
 
-    fn command(&mut self, line: &str, code: &str) -> String {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("write lmtp");
-        self.expect(code)
-    }
-
     /// Sends `line`; `Err` with the reply on a transient (4xx) failure.
     fn transient(&mut self, line: &[u8], code: &str) -> Result<String, String> {
         self.writer.write_all(line).expect("write lmtp");
@@ -62,21 +55,19 @@ impl Lmtp {
         Ok(all)
     }
 
+    fn command(&mut self, line: &str, code: &str) -> String {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write lmtp");
+        self.expect(code)
+    }
+
     /// Delivers `body` (a full RFC 5322 message, LF or CRLF line ends) to `rcpt`
     /// (`alice` or `alice+Folder` for a subfolder). A transient failure (4xx,
-    /// such as lmtpd's `451 4.3.0 System I/O error` while Cyrus checkpoints
-    /// its databases) is retried, as an MTA would.
+    /// such as lmtpd's `451 4.3.0 System I/O error` seen on a loaded host) is
+    /// retried, as an MTA would.
     pub fn deliver(&mut self, rcpt: &str, body: &str) {
-        let mut data = String::new();
-        for line in body.lines() {
-            // Dot-stuffing (RFC 5321 §4.5.2).
-            if line.starts_with('.') {
-                data.push('.');
-            }
-            data.push_str(line);
-            data.push_str("\r\n");
-        }
-        data.push_str(".\r\n");
+        let data = Self::data(body);
         let mut failures = Vec::new();
         while failures.len() < 5 {
             self.command("MAIL FROM:<sender@example.org>", "250");
@@ -94,6 +85,44 @@ impl Lmtp {
             }
         }
         panic!("delivery to {rcpt} kept failing: {failures:?}");
+    }
+
+    /// The DATA of `body`, dot-stuffed (RFC 5321 §4.5.2), with the final dot.
+    fn data(body: &str) -> String {
+        let mut data = String::new();
+        for line in body.lines() {
+            if line.starts_with('.') {
+                data.push('.');
+            }
+            data.push_str(line);
+            data.push_str("\r\n");
+        }
+        data.push_str(".\r\n");
+        data
+    }
+
+    /// Delivers one message to several recipients in one transaction (Cyrus
+    /// stores it once: the same GUID in every mailbox).
+    pub fn deliver_to(&mut self, rcpts: &[&str], body: &str) {
+        self.command("MAIL FROM:<sender@example.org>", "250");
+        for rcpt in rcpts {
+            self.command(&format!("RCPT TO:<{rcpt}>"), "250");
+        }
+        self.command("DATA", "354");
+        let data = Self::data(body);
+        self.writer.write_all(data.as_bytes()).expect("write data");
+        // LMTP answers DATA once per recipient (RFC 2033 §4.2).
+        for _ in rcpts {
+            self.expect("250");
+        }
+    }
+}
+
+impl Lmtp {
+    /// The local port of this connection (to find the server process that
+    /// serves it).
+    pub fn local_port(&self) -> u16 {
+        self.writer.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 }
 

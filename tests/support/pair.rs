@@ -152,7 +152,166 @@ pub struct CyrusPair {
     pub master: Instance,
     /// The replica.
     pub replica: Instance,
+    /// The replica's TLS material, when started with TLS.
+    pub tls: Option<TestTls>,
     keep: bool,
+}
+
+/// How to start a pair.
+#[derive(Debug, Clone, Copy)]
+pub struct PairOptions<'a> {
+    /// The sync log channels the master writes.
+    pub channels: Channels,
+    /// Extra lines for the master's imapd.conf.
+    pub master_conf: &'a [&'a str],
+    /// Give the replica a certificate from a test CA (`tls_server_cert`,
+    /// `tls_server_key`), so that its sync_server and imapd offer STARTTLS;
+    /// the master's imapd.conf gets `tls_client_ca_file` naming that CA.
+    pub replica_tls: bool,
+}
+
+impl Default for PairOptions<'_> {
+    fn default() -> Self {
+        PairOptions {
+            channels: Channels::Two,
+            master_conf: &[],
+            replica_tls: false,
+        }
+    }
+}
+
+/// A test CA, the replica's certificate signed by it (for 127.0.0.1 and
+/// `replica.test`), and a second CA that signed nothing of the pair.
+#[derive(Debug, Clone)]
+pub struct TestTls {
+    /// The CA that signed the replica's certificate (PEM).
+    pub ca_file: PathBuf,
+    /// A CA unrelated to the pair (PEM).
+    pub other_ca_file: PathBuf,
+    /// The replica's certificate (PEM).
+    pub server_cert: PathBuf,
+    /// The replica's private key (PEM), owned by cyrus.
+    pub server_key: PathBuf,
+    /// SHA-256 of the replica's certificate as `openssl x509 -fingerprint
+    /// -sha256` prints it (`AB:CD:…`).
+    pub fingerprint: String,
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("the openssl command is required for TLS tests (Debian: apt-get install openssl): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes the CAs and the replica's certificate in `dir` with the openssl CLI.
+fn make_test_tls(dir: &Path) -> TestTls {
+    fs::create_dir_all(dir).expect("create tls dir");
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+                "-days",
+                "30",
+                "-subj",
+                &format!("/O=cyrsync tests/CN=cyrsync test {ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+            dir,
+        );
+    }
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/O=cyrsync tests/CN=replica.test",
+        ],
+        dir,
+    );
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:replica.test\n\
+         basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .expect("write server.ext");
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "server.ext",
+        ],
+        dir,
+    );
+    let out = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            "server.pem",
+        ])
+        .current_dir(dir)
+        .output()
+        .expect("openssl x509 -fingerprint");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fingerprint = text
+        .trim()
+        .split_once('=')
+        .map(|(_, fp)| fp.to_string())
+        .unwrap_or_else(|| panic!("openssl printed no fingerprint: {text}"));
+    TestTls {
+        ca_file: dir.join("ca.pem"),
+        other_ca_file: dir.join("other-ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+        fingerprint,
+    }
 }
 
 impl CyrusPair {
@@ -165,6 +324,30 @@ impl CyrusPair {
     /// Like [`start`](Self::start), with extra lines appended to the master's
     /// imapd.conf.
     pub fn start_with(extra_master_conf: &[&str]) -> CyrusPair {
+        Self::start_with_channels(Channels::Two, extra_master_conf)
+    }
+
+    /// Like [`start_with`](Self::start_with), choosing the sync log channels
+    /// the master writes.
+    pub fn start_with_channels(channels: Channels, extra_master_conf: &[&str]) -> CyrusPair {
+        Self::start_opts(PairOptions {
+            channels,
+            master_conf: extra_master_conf,
+            ..PairOptions::default()
+        })
+    }
+
+    /// A pair whose replica offers STARTTLS with a certificate of a test CA
+    /// (see [`TestTls`]); the master's imapd.conf trusts that CA.
+    pub fn start_tls() -> CyrusPair {
+        Self::start_opts(PairOptions {
+            replica_tls: true,
+            ..PairOptions::default()
+        })
+    }
+
+    /// Builds and starts a pair as `opts` says.
+    pub fn start_opts(opts: PairOptions<'_>) -> CyrusPair {
         assert!(
             rustix::process::geteuid().is_root(),
             "the Cyrus test pair must be started as root (Cyrus's master drops to the cyrus user)"
@@ -189,19 +372,43 @@ impl CyrusPair {
             sieve_port: free_port(),
             lmtp_port: if lmtp { free_port() } else { 0 },
         };
+        let tls = opts.replica_tls.then(|| make_test_tls(&dir.join("tls")));
         let mut pair = CyrusPair {
             master: mk("master", true),
             replica: mk("replica", false),
             keep: std::env::var_os("CYRSYNC_KEEP_PAIR").is_some(),
+            tls,
             dir,
         };
-        let replication = replication_section(&pair.master, &pair.replica, extra_master_conf);
-        for (inst, extra) in [(&pair.master, replication.as_str()), (&pair.replica, "")] {
+        let mut master_extra: Vec<String> =
+            opts.master_conf.iter().map(|l| l.to_string()).collect();
+        let mut replica_extra = String::new();
+        if let Some(t) = &pair.tls {
+            master_extra.push(format!("tls_client_ca_file: {}", t.ca_file.display()));
+            replica_extra = format!(
+                "tls_server_cert: {}\ntls_server_key: {}\n",
+                t.server_cert.display(),
+                t.server_key.display()
+            );
+        }
+        let master_extra: Vec<&str> = master_extra.iter().map(String::as_str).collect();
+        let replication =
+            replication_section(&pair.master, &pair.replica, opts.channels, &master_extra);
+        for (inst, extra) in [
+            (&pair.master, replication.as_str()),
+            (&pair.replica, replica_extra.as_str()),
+        ] {
             write_instance(inst, extra);
         }
         let (uid, gid) = user_ids("cyrus");
         chown_tree(&pair.dir.join("master"), uid, gid);
         chown_tree(&pair.dir.join("replica"), uid, gid);
+        if pair.tls.is_some() {
+            // Cyrus reads its key as cyrus; the CA keys stay root's.
+            chown_tree(&pair.dir.join("tls"), uid, gid);
+            fs::set_permissions(pair.dir.join("tls"), fs::Permissions::from_mode(0o755))
+                .expect("chmod tls dir");
+        }
         for inst in [&pair.master, &pair.replica] {
             start_master(inst);
         }
@@ -262,6 +469,60 @@ impl CyrusPair {
         }
     }
 
+    /// Sets `key: value` in the master's imapd.conf, replacing the line that
+    /// sets `key` if there is one (Cyrus refuses a key given twice). Cyrus's
+    /// processes read the file when they start, so this reaches new
+    /// connections and replicators started afterwards.
+    pub fn set_master_option(&self, key: &str, value: &str) {
+        let path = self.master.imapd_conf();
+        let text = fs::read_to_string(&path).expect("read master imapd.conf");
+        let prefix = format!("{key}:");
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with(&prefix))
+            .map(str::to_string)
+            .collect();
+        lines.push(format!("{key}: {value}"));
+        fs::write(&path, lines.join("\n") + "\n").expect("write master imapd.conf");
+    }
+
+    /// A copy of the master's imapd.conf in `dir` with `set` applied (a key
+    /// present is replaced in place, a new one appended) and the keys of
+    /// `remove` dropped: for tests that need a variant of the configuration
+    /// without restarting Cyrus. Returns the copy's path (mode 0640).
+    pub fn master_conf_variant(
+        &self,
+        dir: &Path,
+        set: &[(&str, &str)],
+        remove: &[&str],
+    ) -> PathBuf {
+        let text = fs::read_to_string(self.master.imapd_conf()).expect("read master imapd.conf");
+        let mut done = vec![false; set.len()];
+        let mut out = String::new();
+        for line in text.lines() {
+            let key = line.split_once(':').map(|(k, _)| k.trim()).unwrap_or("");
+            if remove.contains(&key) {
+                continue;
+            }
+            if let Some(i) = set.iter().position(|(k, _)| *k == key) {
+                out.push_str(&format!("{key}: {}\n", set[i].1));
+                done[i] = true;
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        for (i, (k, v)) in set.iter().enumerate() {
+            if !done[i] {
+                out.push_str(&format!("{k}: {v}\n"));
+            }
+        }
+        let path = dir.join("imapd.conf");
+        fs::write(&path, out).expect("write imapd.conf variant");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod variant");
+        path
+    }
+
     /// Stops both instances now (also done on drop).
     pub fn stop(&mut self) {
         for inst in [&self.master, &self.replica] {
@@ -281,12 +542,26 @@ impl Drop for CyrusPair {
     }
 }
 
-fn replication_section(master: &Instance, replica: &Instance, extra: &[&str]) -> String {
+/// The sync log channels of a pair's master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channels {
+    /// The default channel (csync) and `chan2` (IMAP), both to the replica.
+    Two,
+    /// Only the default channel (`sync_log_channels` unset), as a master with
+    /// one replica is usually configured.
+    DefaultOnly,
+}
+
+fn replication_section(
+    master: &Instance,
+    replica: &Instance,
+    channels: Channels,
+    extra: &[&str],
+) -> String {
     let sync_dir = master.config_dir().join("sync");
     let mut s = format!(
         "# ---- replication (master side) ----\n\
          sync_log: 1\n\
-         sync_log_channels: \"\" chan2\n\
          sync_host: 127.0.0.1\n\
          sync_port: {csync}\n\
          sync_authname: {REPL_USER}\n\
@@ -294,19 +569,25 @@ fn replication_section(master: &Instance, replica: &Instance, extra: &[&str]) ->
          sync_try_imap: 0\n\
          sync_repeat_interval: 1s\n\
          sync_shutdown_file: {sd}/shutdown\n\
-         chan2_sync_host: 127.0.0.1\n\
-         chan2_sync_port: {imap}\n\
-         chan2_sync_authname: {REPL_USER}\n\
-         chan2_sync_password: {REPL_PASSWORD}\n\
-         chan2_sync_try_imap: 1\n\
-         chan2_sync_shutdown_file: {sd}/chan2/shutdown\n\
          cyrsync_source_host: 127.0.0.1\n\
          cyrsync_source_port: {master_csync}\n",
         csync = replica.csync_port,
-        imap = replica.imap_port,
         master_csync = master.csync_port,
         sd = sync_dir.display(),
     );
+    if channels == Channels::Two {
+        s.push_str(&format!(
+            "sync_log_channels: \"\" chan2\n\
+             chan2_sync_host: 127.0.0.1\n\
+             chan2_sync_port: {imap}\n\
+             chan2_sync_authname: {REPL_USER}\n\
+             chan2_sync_password: {REPL_PASSWORD}\n\
+             chan2_sync_try_imap: 1\n\
+             chan2_sync_shutdown_file: {sd}/chan2/shutdown\n",
+            imap = replica.imap_port,
+            sd = sync_dir.display(),
+        ));
+    }
     for line in extra {
         s.push_str(line);
         s.push('\n');
@@ -491,21 +772,59 @@ fn signal(pid: i32, sig: rustix::process::Signal) {
     }
 }
 
-/// Every process whose command line mentions `dir` (Cyrus children carry
-/// `-C DIR/.../imapd.conf`), found through /proc.
+/// Every Cyrus process (its program in the Cyrus binary directory) whose
+/// command line mentions `dir` (Cyrus children carry
+/// `-C DIR/.../imapd.conf`), found through /proc. Other programs naming the
+/// directory — a tmux server whose first session ran a test's command, a
+/// cyrsync under test — are not Cyrus's and are left alone.
 fn processes_under(dir: &Path) -> Vec<i32> {
     let needle = dir.display().to_string();
+    let bin_dir = fs::canonicalize(cyrus_bin_dir()).unwrap_or_else(|_| cyrus_bin_dir());
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
+            fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.starts_with(&bin_dir))
+                && fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                    .unwrap_or(false)
         })
         .collect()
+}
+
+/// The processes of a running instance: its `master` and every descendant
+/// (found through the parent pids in /proc).
+pub fn instance_processes(inst: &Instance) -> Vec<i32> {
+    let Some(root) = inst.pid() else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(i32, i32)> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    tree
 }
 
 fn stop_instance(inst: &Instance) {

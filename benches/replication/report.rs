@@ -1,0 +1,405 @@
+//! BENCHMARKS.md (a summary against the targets, then every run) and
+//! BENCHMARKS.json (the same numbers, raw).
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::workloads::{Run, Workload};
+
+/// Where and with what the benchmark ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub date: String,
+    pub host: String,
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub cyrus: String,
+    pub cyrsync: String,
+    pub rustc: String,
+    pub seed: u64,
+    pub quick: bool,
+    pub settings: Vec<(String, String)>,
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Machine {
+    /// Describes this machine and the versions under test.
+    pub fn describe(seed: u64, quick: bool, settings: &[(String, String)]) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_kb: f64 = meminfo
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let commit = command_line("git", &["describe", "--always", "--dirty"]);
+        Machine {
+            date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            host: command_line("uname", &["-srm"]),
+            cpu,
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            memory_gib: mem_kb / 1024.0 / 1024.0,
+            cyrus: format!(
+                "Cyrus IMAPd {} (Debian package cyrus-imapd)",
+                command_line("dpkg-query", &["-W", "-f", "${Version}", "cyrus-imapd"])
+            ),
+            cyrsync: format!(
+                "cyrsync {} ({commit}), release build",
+                env!("CARGO_PKG_VERSION")
+            ),
+            rustc: command_line("rustc", &["--version"]),
+            seed,
+            quick,
+            settings: settings.to_vec(),
+        }
+    }
+}
+
+/// One line of the summary: a measure of both replicators against a target.
+struct Verdict {
+    workload: String,
+    measure: String,
+    sync_client: f64,
+    cyrsync: f64,
+    unit: &'static str,
+    /// cyrsync's advantage (> 1: cyrsync better).
+    advantage: f64,
+    target: String,
+    met: bool,
+}
+
+fn find<'a>(w: &'a Workload, replicator: &str, variant: &str) -> Option<&'a Run> {
+    w.runs
+        .iter()
+        .find(|r| r.replicator == replicator && r.variant == variant)
+}
+
+fn metric(r: &Run, key: &str) -> f64 {
+    r.metrics.get(key).copied().unwrap_or(f64::NAN)
+}
+
+/// Both runs of `variant`, when both exist.
+fn pair<'a>(w: &'a Workload, variant: &str) -> Option<(&'a Run, &'a Run)> {
+    Some((
+        find(w, "sync_client", variant)?,
+        find(w, "cyrsync", variant)?,
+    ))
+}
+
+fn variants(w: &Workload) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for r in &w.runs {
+        if !v.contains(&r.variant) {
+            v.push(r.variant.clone());
+        }
+    }
+    v
+}
+
+fn verdicts(workloads: &[Workload]) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for w in workloads {
+        for variant in variants(w) {
+            let Some((sc, cy)) = pair(w, &variant) else {
+                continue;
+            };
+            let label = format!("{} {variant}", w.id);
+            let mut push = |measure: &str,
+                            a: f64,
+                            b: f64,
+                            unit: &'static str,
+                            lower_better: bool,
+                            target: String,
+                            met: bool| {
+                out.push(Verdict {
+                    workload: label.clone(),
+                    measure: measure.into(),
+                    sync_client: a,
+                    cyrsync: b,
+                    unit,
+                    advantage: if lower_better { a / b } else { b / a },
+                    target,
+                    met,
+                })
+            };
+            match w.id.as_str() {
+                "W0" => {
+                    let (a, b) = (sc.replicator_cpu, cy.replicator_cpu);
+                    push(
+                        "replicator CPU while idle",
+                        a,
+                        b,
+                        "s",
+                        true,
+                        "≈ 0 (≤ 0.05 s)".into(),
+                        b <= 0.05,
+                    );
+                }
+                "W1" => {
+                    let (a, b) = (metric(sc, "p50_ms"), metric(cy, "p50_ms"));
+                    let (target, met) = if variant.ends_with("1s") {
+                        ("cyrsync p50 ≤ 60 ms".to_string(), b <= 60.0)
+                    } else {
+                        ("no worse than sync_client".to_string(), b <= a)
+                    };
+                    push("latency p50", a, b, "ms", true, target, met);
+                    let (a, b) = (metric(sc, "p95_ms"), metric(cy, "p95_ms"));
+                    push("latency p95", a, b, "ms", true, "—".into(), true);
+                }
+                "W2" | "W3" | "W4" | "W7" => {
+                    let (a, b) = (
+                        metric(sc, "messages_per_second"),
+                        metric(cy, "messages_per_second"),
+                    );
+                    let need = if w.id == "W3" { 2.0 } else { 1.0 };
+                    push(
+                        "throughput",
+                        a,
+                        b,
+                        "msg/s",
+                        false,
+                        format!("≥ {need:.1}× sync_client"),
+                        b / a >= need,
+                    );
+                    push(
+                        "total CPU (replicator + master + replica)",
+                        sc.total_cpu(),
+                        cy.total_cpu(),
+                        "s",
+                        true,
+                        "—".into(),
+                        true,
+                    );
+                    if w.id == "W7" {
+                        let mb = |r: &Run| r.peak_rss_bytes as f64 / 1e6;
+                        push(
+                            "peak RSS of the replicator",
+                            mb(sc),
+                            mb(cy),
+                            "MB",
+                            true,
+                            "≤ 64 MB".into(),
+                            mb(cy) <= 64.0,
+                        );
+                    }
+                }
+                "W5" => {
+                    let (a, b) = (
+                        metric(sc, "changes_per_second"),
+                        metric(cy, "changes_per_second"),
+                    );
+                    push(
+                        "changes replicated per second",
+                        a,
+                        b,
+                        "changes/s",
+                        false,
+                        "≥ 1.0× sync_client".into(),
+                        b / a >= 1.0,
+                    );
+                    push(
+                        "total CPU (replicator + master + replica)",
+                        sc.total_cpu(),
+                        cy.total_cpu(),
+                        "s",
+                        true,
+                        "—".into(),
+                        true,
+                    );
+                }
+                "W6" => {
+                    let (a, b) = (
+                        metric(sc, "cpu_ms_per_change"),
+                        metric(cy, "cpu_ms_per_change"),
+                    );
+                    push(
+                        "CPU per change (replicator + master + replica)",
+                        a,
+                        b,
+                        "ms",
+                        true,
+                        "≤ 2× sync_client".into(),
+                        b <= 2.0 * a,
+                    );
+                    let (a, b) = (
+                        metric(sc, "store_delay_max_ms"),
+                        metric(cy, "store_delay_max_ms"),
+                    );
+                    push(
+                        "concurrent STORE on the master, worst",
+                        a,
+                        b,
+                        "ms",
+                        true,
+                        "≤ 20 ms".into(),
+                        b <= 20.0,
+                    );
+                    let (a, b) = (metric(sc, "latency_p50_ms"), metric(cy, "latency_p50_ms"));
+                    push("latency p50", a, b, "ms", true, "—".into(), true);
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "—".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The report as Markdown and as JSON.
+pub fn render(m: &Machine, workloads: &[Workload]) -> (String, String) {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Benchmarks: cyrsync and Cyrus's sync_client, side by side\n"
+    );
+    if m.quick {
+        let _ = writeln!(
+            md,
+            "**Quick run (small sizes, `--quick`): checks the harness; not the record.**\n"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "Produced by `scripts/bench.sh` (`cargo bench --bench replication`): one real Cyrus \
+         master and replica on loopback, one channel over csync, the same imapd.conf for both \
+         replicators, which run in turn on the same workloads (each with users of its own and \
+         identical messages). Convergence is judged by comparing both sides — `GET MAILBOXES` \
+         (sync CRCs, LAST_UID, HIGHESTMODSEQ, UIDVALIDITY) polled on the replica against the \
+         master, then every record of `GET FULLMAILBOX` compared — never by counting. CPU is \
+         read from /proc: the replicator, and each Cyrus instance's process tree less the \
+         server processes of the benchmark's own connections (delivery, flag changes, polling). \
+         `sync_client` reads the master's files directly, so its master CPU is near zero; \
+         cyrsync reads the master through its sync_server (`GET`) and, on the master host, its \
+         index and spool files.\n"
+    );
+    let _ = writeln!(md, "| | |\n|---|---|");
+    for (k, v) in [
+        ("date", m.date.clone()),
+        (
+            "machine",
+            format!(
+                "{}; {}; {} cores; {:.0} GiB",
+                m.host, m.cpu, m.cores, m.memory_gib
+            ),
+        ),
+        ("Cyrus", m.cyrus.clone()),
+        ("cyrsync", m.cyrsync.clone()),
+        ("compiler", m.rustc.clone()),
+        ("seed", format!("{:#x}", m.seed)),
+        (
+            "extra settings",
+            if m.settings.is_empty() {
+                "none (cyrsync's defaults: 4 workers, local master reader)".to_string()
+            } else {
+                m.settings
+                    .iter()
+                    .map(|(k, v)| format!("`{k}: {v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
+    ] {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+
+    let _ = writeln!(md, "\n## Summary\n");
+    let _ = writeln!(
+        md,
+        "Advantage: how many times better cyrsync is on that measure (above 1: cyrsync \
+         better; below 1: worse).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | measure | sync_client | cyrsync | advantage | target | met |\n|---|---|---:|---:|---:|---|---|"
+    );
+    for v in verdicts(workloads) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} {u} | {} {u} | {}× | {} | {} |",
+            v.workload,
+            v.measure,
+            num(v.sync_client),
+            num(v.cyrsync),
+            num(v.advantage),
+            v.target,
+            if v.target == "—" {
+                ""
+            } else if v.met {
+                "yes"
+            } else {
+                "**no**"
+            },
+            u = v.unit
+        );
+    }
+
+    for w in workloads {
+        let _ = writeln!(md, "\n## {} — {}\n\n{}\n", w.id, w.title, w.params);
+        let _ = writeln!(
+            md,
+            "| replicator | variant | wall s | CPU s: replicator / master / replica | peak RSS MB | measures |\n|---|---|---:|---|---:|---|"
+        );
+        for r in &w.runs {
+            let measures: Vec<String> = r
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k} {}", num(*v)))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} / {} / {} | {} | {} |",
+                r.replicator,
+                r.variant,
+                num(r.wall_seconds),
+                num(r.replicator_cpu),
+                num(r.master_cpu),
+                num(r.replica_cpu),
+                num(r.peak_rss_bytes as f64 / 1e6),
+                measures.join(", ")
+            );
+        }
+    }
+    #[derive(Serialize)]
+    struct Raw<'a> {
+        machine: &'a Machine,
+        workloads: &'a [Workload],
+    }
+    let json = serde_json::to_string_pretty(&Raw {
+        machine: m,
+        workloads,
+    })
+    .unwrap_or_default();
+    (md, json)
+}
