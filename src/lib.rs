@@ -4,6 +4,7 @@
 //! integration tests and the man-page check can reach it.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod config;

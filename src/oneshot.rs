@@ -7,9 +7,10 @@ use std::path::Path;
 use std::process::Command as Process;
 use std::time::Instant;
 
+use crate::cache::TargetCache;
 use crate::config::{ChannelConfig, ChannelName, ConfigError, ImapdConf, Settings};
 use crate::dlist::{Command, Value};
-use crate::engine::{Engine, EngineError, EngineOptions, SyncStats};
+use crate::engine::{CacheUse, Engine, EngineError, EngineOptions, SyncStats};
 use crate::model::{MailboxState, UserState, diff_kvlists, mailboxes_from_responses};
 use crate::proto::ProtoError;
 use crate::proto::session::{ConnectOptions, Session};
@@ -192,6 +193,10 @@ pub struct SyncReport {
 
 /// Runs `cyrsync sync`: each user or mailbox in turn; a failing one is
 /// reported and the rest go on (sessions are reopened when broken).
+///
+/// The replica is always read (a manual run is how an administrator repairs
+/// a replica); the channel's target-state cache is refreshed with what was
+/// read and written, unless the daemon holds it.
 pub async fn sync(
     ch: &ChannelConfig,
     items: Selection,
@@ -202,7 +207,19 @@ pub async fn sync(
         batch_size: ch.batch_size as usize,
         ..EngineOptions::default()
     };
-    let mut engine = Some(new_engine(s, t, &options, ch));
+    let opened = TargetCache::open_channel(ch);
+    for w in &opened.warnings {
+        tracing::warn!("{w}");
+    }
+    let cache = opened.cache;
+    let new_engine = |s, t| {
+        let mut e = new_engine(s, t, &options, ch);
+        if let Some(c) = &cache {
+            e.set_cache(c.clone(), CacheUse::Refresh);
+        }
+        e
+    };
+    let mut engine = Some(new_engine(s, t));
     let mut report = SyncReport::default();
     let (kind, list) = match items {
         Selection::Users(u) => ("user", u),
@@ -215,7 +232,7 @@ pub async fn sync(
             Some(e) => e,
             None => {
                 let (s, t) = open(ch).await?;
-                engine.insert(new_engine(s, t, &options, ch))
+                engine.insert(new_engine(s, t))
             }
         };
         let result: Result<(), EngineError> = match kind {
@@ -238,6 +255,9 @@ pub async fn sync(
         accumulate(&mut report.stats, e.stats());
         e.close().await;
     }
+    if let Some(c) = cache {
+        let _ = tokio::task::spawn_blocking(move || c.flush()).await;
+    }
     Ok(report)
 }
 
@@ -257,6 +277,9 @@ fn accumulate(into: &mut SyncStats, from: &SyncStats) {
     into.local_reads += from.local_reads;
     into.local_fallbacks += from.local_fallbacks;
     into.local_bodies += from.local_bodies;
+    into.cache_hits += from.cache_hits;
+    into.cache_misses += from.cache_misses;
+    into.cache_invalidations += from.cache_invalidations;
 }
 
 /// Human summary of a sync run.
@@ -310,6 +333,13 @@ pub fn render_sync(report: &SyncReport, elapsed: std::time::Duration) -> String 
             out,
             "{} mailbox(es) read from the master's index files, {} left to GET FULLMAILBOX; {} message(s) read from its spool",
             s.local_reads, s.local_fallbacks, s.local_bodies
+        );
+    }
+    if s.cache_hits + s.cache_misses + s.cache_invalidations > 0 {
+        let _ = writeln!(
+            out,
+            "target-state cache: {} hit(s), {} miss(es), {} invalidated",
+            s.cache_hits, s.cache_misses, s.cache_invalidations
         );
     }
     for (item, why) in &report.failures {

@@ -115,6 +115,19 @@ pub fn render(snapshot: &Json) -> String {
                 );
             }
         }
+        if let Some(k) = c.get("counters") {
+            let (hits, misses, gone) = (
+                num(k, "cache_hits"),
+                num(k, "cache_misses"),
+                num(k, "cache_invalidations"),
+            );
+            if hits + misses + gone > 0 {
+                let _ = writeln!(
+                    out,
+                    "  target-state cache: {hits} hit(s), {misses} miss(es), {gone} invalidated"
+                );
+            }
+        }
         if let Some(e) = c.get("last_error").filter(|e| !e.is_null()) {
             let _ = writeln!(
                 out,
@@ -131,4 +144,26 @@ pub fn render(snapshot: &Json) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn cache_counters_show_once_the_cache_was_used() {
+        let mut snap = serde_json::json!({
+            "channels": [{"name": "", "replica": "r:2005", "state": "Idle",
+                          "counters": {"errors": 0}}]
+        });
+        assert!(!render(&snap).contains("target-state cache"));
+        snap["channels"][0]["counters"] =
+            serde_json::json!({"cache_hits": 12, "cache_misses": 3, "cache_invalidations": 1});
+        let text = render(&snap);
+        assert!(
+            text.contains("target-state cache: 12 hit(s), 3 miss(es), 1 invalidated"),
+            "{text}"
+        );
+    }
 }

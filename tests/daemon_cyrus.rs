@@ -10,10 +10,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cyrsync::status::client::ControlCommand;
+use support::compare::assert_same_user;
+use support::csync::Csync;
 use support::daemon::{Daemon, bin, control, converge, status_json};
 use support::imap::Imap;
 use support::lmtp::{Lmtp, message};
-use support::pair::CyrusPair;
+use support::pair::{CyrusPair, REPL_PASSWORD, REPL_USER};
 
 fn log_lines(pair: &CyrusPair, channel: Option<&str>) -> usize {
     let log = pair.master.sync_log(channel);
@@ -350,4 +352,193 @@ fn hung_replica_is_cut_at_sync_timeout_and_work_retried() {
     assert!(text.contains("within sync_timeout"), "{text}");
     let _ = daemon.kill();
     let _ = daemon.wait();
+}
+
+/// How often the replica's sync_server received a command starting with
+/// `command`, from its telemetry files (`<configdirectory>/log/<authname>/`,
+/// the stream as the server read it, decompressed).
+fn replica_received(pair: &CyrusPair, command: &str) -> usize {
+    let dir = pair.replica.config_dir().join("log").join("repl");
+    std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let text =
+                        String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default())
+                            .into_owned();
+                    text.lines()
+                        .filter(|l| {
+                            // `<time<COMMAND …` for what the client sent.
+                            l.strip_prefix('<')
+                                .and_then(|r| r.split_once('<'))
+                                .is_some_and(|(_, c)| c.starts_with(command))
+                        })
+                        .count()
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn counters(pair: &CyrusPair) -> serde_json::Value {
+    let s = status_json(pair);
+    s["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "")
+        .unwrap()["counters"]
+        .clone()
+}
+
+fn wait_log_consumed(pair: &CyrusPair) {
+    let start = Instant::now();
+    while log_lines(pair, None) > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "log not consumed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The run that consumed it may still be finishing.
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+fn stop_default_channel(pair: &CyrusPair, daemon: &mut Daemon) {
+    let shutdown = pair.master.config_dir().join("sync").join("shutdown");
+    std::fs::write(&shutdown, "").unwrap();
+    let status = daemon.wait_exit(Duration::from_secs(5));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    std::fs::remove_file(&shutdown).unwrap();
+}
+
+#[test]
+fn rolling_with_the_target_state_cache() {
+    let pair = CyrusPair::start();
+    // The replica's sync_server records what it receives (Cyrus telemetry).
+    let telemetry = pair.replica.config_dir().join("log").join("repl");
+    std::fs::create_dir_all(&telemetry).unwrap();
+    let owner = std::fs::metadata(pair.replica.config_dir()).unwrap();
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::chown(&telemetry, Some(owner.uid()), Some(owner.gid())).unwrap();
+    }
+    let cache = pair.master.config_dir().join("sync").join("cyrsync.cache");
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    admin.ok("CREATE user.alice.Work");
+    admin.ok("SETACL user.alice.Work anyone p");
+    admin.ok("CREATE user.bob");
+    let mut daemon = Daemon::start(&pair, &["-n", ""]);
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for n in 0..6 {
+        lmtp.deliver(["alice", "alice+Work", "bob"][n % 3], &message(n, "cold"));
+    }
+    for user in ["alice", "bob"] {
+        converge(&pair, &["-n", "", "-u", user], Duration::from_secs(30));
+    }
+    wait_log_consumed(&pair);
+    assert!(cache.exists(), "no cache file at {}", cache.display());
+
+    // Warm: deliveries and flag changes to known mailboxes go out without
+    // one GET MAILBOXES to the replica.
+    let lookups = replica_received(&pair, "GET MAILBOXES");
+    assert!(lookups > 0, "no telemetry in {}", telemetry.display());
+    let applies = replica_received(&pair, "APPLY MAILBOX");
+    let hits = counters(&pair)["cache_hits"].as_u64().unwrap();
+    let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
+    alice.ok("SELECT INBOX");
+    for n in 0..10 {
+        lmtp.deliver(
+            if n % 2 == 0 { "alice" } else { "alice+Work" },
+            &message(10 + n, "warm"),
+        );
+        alice.ok(&format!("STORE {} +FLAGS (\\Flagged)", n % 3 + 1));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    converge(&pair, &["-n", "", "-u", "alice"], Duration::from_secs(30));
+    wait_log_consumed(&pair);
+    assert_eq!(
+        replica_received(&pair, "GET MAILBOXES"),
+        lookups,
+        "the replica was asked although every mailbox was cached"
+    );
+    let c = counters(&pair);
+    let new_hits = c["cache_hits"].as_u64().unwrap() - hits;
+    let new_applies = replica_received(&pair, "APPLY MAILBOX") - applies;
+    eprintln!("warm phase: {new_hits} cache hits, {new_applies} APPLY MAILBOX; counters {c}");
+    // Runs coalesce the changes: at least one action per mailbox, each a hit.
+    assert!(new_hits >= 2 && new_applies >= 2, "{c}");
+    assert_same_user(&pair, "alice");
+
+    // A one-shot sync while the daemon runs goes without the cache and moves
+    // the replica behind the daemon's back; the daemon's next change to
+    // that mailbox meets a stale SINCE_*, and still converges.
+    lmtp.deliver("alice", &message(30, "one-shot"));
+    let out = Command::new(bin())
+        .arg("-C")
+        .arg(pair.master.imapd_conf())
+        .args(["sync", "-u", "alice"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("without the target-state cache"), "{err}");
+    alice.ok("STORE 4 +FLAGS (\\Answered)");
+    converge(&pair, &["-n", "", "-u", "alice"], Duration::from_secs(30));
+    wait_log_consumed(&pair);
+    assert_same_user(&pair, "alice");
+
+    // The replica loses a folder behind the cache's back and the master does
+    // not change it: rolling replication cannot know; the administrator's
+    // full resync reads the replica and repairs it.
+    let mut r = Csync::connect(pair.replica.csync_port, REPL_USER, REPL_PASSWORD);
+    assert!(
+        r.run("APPLY UNMAILBOX user.alice.Work")
+            .status
+            .starts_with("OK")
+    );
+    drop(r);
+    control(
+        &pair,
+        ControlCommand::ResyncUser {
+            channel: String::new(),
+            user: "alice".into(),
+        },
+    );
+    converge(&pair, &["-n", "", "-u", "alice"], Duration::from_secs(30));
+    wait_log_consumed(&pair);
+    assert_same_user(&pair, "alice");
+
+    // Garbage in the cache file while stopped: moved aside, rebuilt.
+    stop_default_channel(&pair, &mut daemon);
+    std::fs::write(&cache, vec![0x5a; 64 << 10]).unwrap();
+    let mut daemon = Daemon::start(&pair, &["-n", ""]);
+    lmtp.deliver("bob", &message(40, "after the garbage"));
+    alice.ok("STORE 5 +FLAGS (\\Seen)");
+    for user in ["alice", "bob"] {
+        converge(&pair, &["-n", "", "-u", user], Duration::from_secs(30));
+    }
+    wait_log_consumed(&pair);
+    let log = std::fs::read_to_string(pair.dir.join("cyrsync.log")).unwrap();
+    assert!(log.contains("rebuilt"), "{log}");
+    assert!(cache.with_file_name("cyrsync.cache.corrupt").exists());
+
+    // Deleted while stopped: recreated.
+    stop_default_channel(&pair, &mut daemon);
+    std::fs::remove_file(&cache).unwrap();
+    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    lmtp.deliver("alice+Work", &message(50, "after the delete"));
+    converge(&pair, &["-n", "", "-u", "alice"], Duration::from_secs(30));
+    wait_log_consumed(&pair);
+    assert!(cache.exists());
+    for user in ["alice", "bob"] {
+        assert_same_user(&pair, user);
+        let out = pair.sync_client(&["-v", "-u", user]);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !said.lines().any(|l| l.starts_with("MAILBOX ")),
+            "sync_client still had work: {said}"
+        );
+    }
 }

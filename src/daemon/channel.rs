@@ -92,8 +92,15 @@ pub async fn run_channel(
     let writer = Writer::new(ch.log_path());
     let watch = LogWatch::new(&ch.log_dir);
     let namespace = Namespace::default();
+    // Opened after the consumer lock: only the channel's one consumer
+    // writes it. Dropped when the channel stops (SIGHUP reopens it).
+    let opened = crate::cache::TargetCache::open_channel(&ch);
+    for w in opened.warnings {
+        monitor.event("warn", w);
+    }
+    let cache = opened.cache;
     let mut workers: Vec<Worker> = (0..ch.workers.max(1))
-        .map(|id| Worker::new(id, ch.clone(), monitor.clone()))
+        .map(|id| Worker::new(id, ch.clone(), monitor.clone()).with_cache(cache.clone()))
         .collect();
     let mut paused_rx = control.paused.subscribe();
     // The queue is watched on its own, so that status shows the backlog
@@ -289,6 +296,11 @@ pub async fn run_channel(
             break;
         }
         run.finish()?;
+        if let Some(c) = &cache {
+            // One fsync per run, off the async threads.
+            let c = c.clone();
+            let _ = tokio::task::spawn_blocking(move || c.flush()).await;
+        }
         monitor.update(|v| {
             v.queue.run_entries = 0;
             v.queue.run_total = 0;

@@ -366,7 +366,7 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
 
-    let counters: [(&str, &str, Get); 11] = [
+    let counters: [(&str, &str, Get); 14] = [
         ("cyrsync_actions_total", "Actions done.", |c| {
             c.counters.actions as f64
         }),
@@ -411,6 +411,21 @@ pub fn render(s: &Snapshot) -> String {
             "cyrsync_malformed_lines_total",
             "Malformed log lines set aside.",
             |c| c.queue.malformed as f64,
+        ),
+        (
+            "cyrsync_cache_hits_total",
+            "Mailboxes whose replica state came from the target-state cache.",
+            |c| c.counters.cache_hits as f64,
+        ),
+        (
+            "cyrsync_cache_misses_total",
+            "Mailboxes the target-state cache could not answer for (the replica was read).",
+            |c| c.counters.cache_misses as f64,
+        ),
+        (
+            "cyrsync_cache_invalidations_total",
+            "Target-state cache entries dropped (stale, failed, renamed, deleted).",
+            |c| c.counters.cache_invalidations as f64,
         ),
     ];
     for (name, help, get) in counters {
@@ -540,6 +555,9 @@ mod tests {
                 messages: 5,
                 bytes: 1234,
                 errors: 3,
+                cache_hits: 40,
+                cache_misses: 2,
+                cache_invalidations: 1,
                 ..Counters::default()
             },
             last_error: Some(ErrorInfo {
@@ -593,6 +611,9 @@ mod tests {
             "cyrsync_upload_bytes_total{channel=\"\"} 1234",
             "cyrsync_errors_total{channel=\"\"} 3",
             "cyrsync_malformed_lines_total{channel=\"\"} 2",
+            "cyrsync_cache_hits_total{channel=\"\"} 40",
+            "cyrsync_cache_misses_total{channel=\"\"} 2",
+            "cyrsync_cache_invalidations_total{channel=\"\"} 1",
             "cyrsync_sessions_connected{channel=\"\",side=\"master\"} 1",
             "cyrsync_sessions_connected{channel=\"\",side=\"replica\"} 0",
             "cyrsync_reconnects_total{channel=\"\",side=\"replica\"} 3",

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::monitor::{ChannelMonitor, ChannelState, ErrorView, unix_now};
+use crate::cache::TargetCache;
 use crate::config::ChannelConfig;
-use crate::engine::{Engine, EngineError, EngineOptions};
+use crate::engine::{CacheUse, Engine, EngineError, EngineOptions};
 use crate::proto::session::{ConnectOptions, Session};
 use crate::source::local::LocalReader;
 use crate::synclog::{LogEntry, SyncAction, UserBatch};
@@ -39,6 +40,8 @@ pub struct Worker {
     seen: crate::engine::SyncStats,
     /// `APPLY`s sent over every session so far.
     applied: u64,
+    /// The channel's target-state cache, shared by its workers.
+    cache: Option<std::sync::Arc<TargetCache>>,
 }
 
 /// First reconnect delay; doubled per failure up to `sync_reconnect_maxwait`.
@@ -57,7 +60,15 @@ impl Worker {
             failures: 0,
             seen: Default::default(),
             applied: 0,
+            cache: None,
         }
+    }
+
+    /// Believes and keeps the channel's target-state cache (shared by the
+    /// workers of one channel: one database handle per channel).
+    pub fn with_cache(mut self, cache: Option<std::sync::Arc<TargetCache>>) -> Worker {
+        self.cache = cache;
+        self
     }
 
     async fn connect(&mut self) -> Result<(), EngineError> {
@@ -97,6 +108,9 @@ impl Worker {
         engine.set_observer(self.monitor.worker_observer(self.id));
         if let Some(reader) = LocalReader::for_channel(&self.channel) {
             engine.set_local_reader(reader);
+        }
+        if let Some(cache) = &self.cache {
+            engine.set_cache(cache.clone(), CacheUse::Read);
         }
         self.engine = Some(engine);
         self.seen = Default::default();
@@ -280,6 +294,11 @@ impl Worker {
             c.crc_mismatches += now.crc_mismatches.saturating_sub(was.crc_mismatches);
             c.local_reads += now.local_reads.saturating_sub(was.local_reads);
             c.local_fallbacks += now.local_fallbacks.saturating_sub(was.local_fallbacks);
+            c.cache_hits += now.cache_hits.saturating_sub(was.cache_hits);
+            c.cache_misses += now.cache_misses.saturating_sub(was.cache_misses);
+            c.cache_invalidations += now
+                .cache_invalidations
+                .saturating_sub(was.cache_invalidations);
         });
     }
 

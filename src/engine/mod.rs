@@ -7,12 +7,19 @@
 //! state differs are read in full (`GET FULLMAILBOX`) and updated
 //! (`APPLY RESERVE` → `GET FETCH` ⇢ `APPLY MESSAGE` → `APPLY MAILBOX`).
 //! Replaying an action is always safe.
+//!
+//! In rolling replication the replica's side of a mailbox action may come
+//! from the channel's target-state cache ([`crate::cache`]) instead of
+//! `GET MAILBOXES`, as sync_client's `sync_cache_db`; see [`CacheUse`] and
+//! [`Engine::sync_mailboxes`] for what a cached state may and may not drive.
 
 pub mod spool;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cache::TargetCache;
 use crate::dlist::{Command, FileLiteral, KvList, Response, Value};
 use crate::model::{
     MailboxState, ModelError, Record, UserState, mailboxes_from_responses, quota_limits_equal,
@@ -123,6 +130,27 @@ pub struct SyncStats {
     pub local_fallbacks: u64,
     /// Message bodies read from the master's spool files.
     pub local_bodies: u64,
+    /// Mailboxes whose replica state came from the target-state cache
+    /// instead of `GET MAILBOXES` on the replica.
+    pub cache_hits: u64,
+    /// Mailboxes the cache was asked for and could not answer (the replica
+    /// was read).
+    pub cache_misses: u64,
+    /// Cache entries dropped: refused by the replica (`SINCE_*` stale), a
+    /// failure, a rename, a delete, or gone from the replica.
+    pub cache_invalidations: u64,
+}
+
+/// How an engine uses the channel's target-state cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    /// Mailbox actions take the replica's state from the cache when every
+    /// mailbox they name is there (rolling replication). User actions
+    /// always read the replica.
+    Read,
+    /// Only kept up to date: every action reads the replica, as Cyrus's
+    /// sync_client does for manual runs, where correctness outweighs speed.
+    Refresh,
 }
 
 /// What the engine is doing, for the status view.
@@ -160,6 +188,8 @@ pub struct Engine {
     observer: Option<std::sync::Arc<dyn Observer>>,
     /// Reads records from the master's index files, when on the master host.
     local: Option<LocalReader>,
+    /// The channel's target-state cache.
+    cache: Option<(Arc<TargetCache>, CacheUse)>,
 }
 
 /// Most mailbox names in one `APPLY RESERVE`.
@@ -179,6 +209,84 @@ impl Engine {
             reserve_scope: Vec::new(),
             observer: None,
             local: None,
+            cache: None,
+        }
+    }
+
+    /// Keeps the replica's mailbox states in `cache` and, with
+    /// [`CacheUse::Read`], believes them for mailbox actions.
+    pub fn set_cache(&mut self, cache: Arc<TargetCache>, usage: CacheUse) {
+        self.cache = Some((cache, usage));
+    }
+
+    /// Records the replica's state of these mailboxes (read from it, or just
+    /// written to it by a successful `APPLY MAILBOX`).
+    fn cache_store(&self, states: &[&MailboxState]) {
+        if let Some((c, _)) = &self.cache {
+            c.store(states);
+        }
+    }
+
+    /// Drops cache entries; counted as invalidations.
+    fn cache_forget(&mut self, uniqueids: &[&str], names: &[&str]) {
+        if let Some((c, _)) = &self.cache {
+            self.stats.cache_invalidations += c.forget(uniqueids, names);
+        }
+    }
+
+    /// After a fresh `GET USER` on the replica: its mailboxes as they are,
+    /// and nothing else cached under the user's names.
+    fn cache_refresh_user(&mut self, userid: &str, replica: &[MailboxState]) {
+        let Some((c, _)) = &self.cache else { return };
+        let inbox = inbox_name(userid);
+        let deleted = match inbox.split_once('!') {
+            Some((domain, rest)) => format!("{domain}!DELETED.{rest}."),
+            None => format!("DELETED.{inbox}."),
+        };
+        let keep: BTreeSet<&str> = replica.iter().map(MailboxState::uniqueid).collect();
+        self.stats.cache_invalidations +=
+            c.forget_names_under(&inbox, &[format!("{inbox}."), deleted], &keep);
+        c.store(&replica.iter().collect::<Vec<_>>());
+    }
+
+    /// The replica's state of `names` from the cache, when the engine may
+    /// believe it and every name is there under the uniqueid the master has
+    /// for it. Anything else — a mailbox to create, rename or delete, or an
+    /// entry without a modseq to guard an `APPLY` — means reading the
+    /// replica, so that a cached state only ever drives an `APPLY MAILBOX`
+    /// the replica checks with `SINCE_MODSEQ`/`SINCE_CRC`/`SINCE_CRC_ANNOT`,
+    /// or a skip because the master is still exactly what was last applied.
+    fn cached_replica(
+        &mut self,
+        names: &[String],
+        master: &[MailboxState],
+    ) -> Option<Vec<MailboxState>> {
+        let (cache, CacheUse::Read) = self.cache.as_ref()? else {
+            return None;
+        };
+        let names: Vec<String> = names
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        let cached = cache.lookup_names(&names);
+        let usable = names.iter().zip(&cached).all(|(name, c)| {
+            let m = master.iter().find(|m| m.name() == name);
+            match (m, c) {
+                (Some(m), Some(c)) => c.uniqueid() == m.uniqueid() && c.highestmodseq() > 0,
+                _ => false,
+            }
+        }) && master.iter().all(|m| names.iter().any(|n| n == m.name()));
+        if usable {
+            self.stats.cache_hits += names.len() as u64;
+            Some(cached.into_iter().flatten().collect())
+        } else {
+            self.stats.cache_misses += names.len() as u64;
+            None
         }
     }
 
@@ -263,11 +371,13 @@ impl Engine {
         let replica = Self::get_user(&mut self.target, userid).await?;
         if !master.exists() {
             if replica.exists() {
+                self.cache_refresh_user(userid, &[]);
                 self.apply("UNUSER", Value::atom(userid)).await?;
             }
             return Ok(());
         }
-        self.sync_mailbox_set(&master.mailboxes, &replica.mailboxes, &[])
+        self.cache_refresh_user(userid, &replica.mailboxes);
+        self.sync_mailbox_set(&master.mailboxes, &replica.mailboxes, &[], false)
             .await?;
         self.sync_quotas(&master.quotas, &replica.quotas).await?;
         self.sync_subscriptions(userid, &master.subscriptions, &replica.subscriptions)
@@ -288,11 +398,13 @@ impl Engine {
             return self.sync_user(userid).await;
         }
         let replica = Self::get_user(&mut self.target, userid).await?;
+        self.cache_refresh_user(userid, &replica.mailboxes);
         // Deleted-namespace copies the master keeps are replicated first, so
         // that the replica holds what the master holds (sync_client order).
-        self.sync_mailbox_set(&master.mailboxes, &replica.mailboxes, &[])
+        self.sync_mailbox_set(&master.mailboxes, &replica.mailboxes, &[], false)
             .await?;
         if replica.exists() || !replica.subscriptions.is_empty() {
+            self.cache_refresh_user(userid, &[]);
             self.apply("UNUSER", Value::atom(userid)).await?;
         }
         Ok(())
@@ -331,8 +443,48 @@ impl Engine {
 
     /// Brings the named mailboxes into agreement (any owner, shared folders
     /// included): created, updated, renamed (by uniqueid) or deleted.
+    ///
+    /// With [`CacheUse::Read`], the replica's state comes from the cache
+    /// when it has every mailbox; if the replica then refuses an `APPLY`
+    /// (a stale entry) or anything fails, the entries are dropped and the
+    /// action is done again reading the replica.
     pub async fn sync_mailboxes(&mut self, names: &[String]) -> Result<(), EngineError> {
         let master = Self::get_mailboxes(&mut self.source, names).await?;
+        if let Some(replica) = self.cached_replica(names, &master) {
+            match self.sync_mailbox_set(&master, &replica, names, true).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    self.forget_action(&master, names);
+                    if e.breaks_sessions() {
+                        return Err(e);
+                    }
+                    tracing::debug!(
+                        "cached replica state of {names:?} refused ({e}); reading the replica"
+                    );
+                }
+            }
+        }
+        let result = self.sync_mailboxes_read(names, &master).await;
+        if result.is_err() {
+            self.forget_action(&master, names);
+        }
+        result
+    }
+
+    /// Drops the cache entries of every mailbox of an action.
+    fn forget_action(&mut self, master: &[MailboxState], names: &[String]) {
+        let uids: Vec<&str> = master.iter().map(MailboxState::uniqueid).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.cache_forget(&uids, &names);
+    }
+
+    /// [`sync_mailboxes`](Self::sync_mailboxes) reading the replica (and
+    /// refreshing the cache with what it says).
+    async fn sync_mailboxes_read(
+        &mut self,
+        names: &[String],
+        master: &[MailboxState],
+    ) -> Result<(), EngineError> {
         // Look the replica up by the names asked for and by the master's
         // current names, so that renames are found on either side.
         let mut lookup: BTreeSet<String> = names.iter().cloned().collect();
@@ -360,16 +512,34 @@ impl Engine {
                 }
             }
         }
-        self.sync_mailbox_set(&master, &replica, names).await
+        if self.cache.is_some() {
+            // What the replica just said is its state; what it does not
+            // have must not stay cached.
+            let absent_names: Vec<&str> = lookup
+                .iter()
+                .map(String::as_str)
+                .filter(|n| !replica.iter().any(|r| r.name() == *n))
+                .collect();
+            let absent_uids: Vec<&str> = missing
+                .iter()
+                .map(String::as_str)
+                .filter(|u| !replica.iter().any(|r| r.uniqueid() == *u))
+                .collect();
+            self.cache_forget(&absent_uids, &absent_names);
+            self.cache_store(&replica.iter().collect::<Vec<_>>());
+        }
+        self.sync_mailbox_set(master, &replica, names, false).await
     }
 
     /// The core of both user and mailbox sync. `scope`: names whose absence
     /// on the master means "deleted" (empty: every replica mailbox given).
+    /// `cached`: `replica` came from the target-state cache.
     async fn sync_mailbox_set(
         &mut self,
         master: &[MailboxState],
         replica: &[MailboxState],
         scope: &[String],
+        cached: bool,
     ) -> Result<(), EngineError> {
         let mut by_uid: BTreeMap<String, MailboxState> = replica
             .iter()
@@ -394,6 +564,7 @@ impl Engine {
             // A replica mailbox holding a name the master gives to another
             // mailbox must go too, or the master's cannot be created.
             if in_scope || master_names.contains(r.name()) {
+                self.cache_forget(&[r.uniqueid()], &[r.name()]);
                 self.apply("UNMAILBOX", Value::atom(r.name())).await?;
                 self.stats.deletes += 1;
                 by_uid.remove(r.uniqueid());
@@ -413,9 +584,11 @@ impl Engine {
         for m in master {
             self.stats.mailboxes_checked += 1;
             let mut remote = by_uid.get(m.uniqueid()).cloned();
+            let mut remote_cached = cached;
             if let Some(r) = &remote
                 && r.name() != m.name()
             {
+                self.cache_forget(&[r.uniqueid()], &[r.name(), m.name()]);
                 self.apply(
                     "RENAME",
                     Value::kvlist(
@@ -434,13 +607,21 @@ impl Engine {
                     .await?
                     .into_iter()
                     .find(|x| x.uniqueid() == m.uniqueid());
+                remote_cached = false;
+                if let Some(r) = &remote {
+                    self.cache_store(&[r]);
+                }
             }
             if let Some(r) = &remote
                 && r.agrees_with(m)
             {
                 continue;
             }
-            self.update_mailbox(m, remote).await?;
+            if let Err(e) = self.update_mailbox(m, remote, remote_cached).await {
+                // Whatever the replica holds now is unknown.
+                self.cache_forget(&[m.uniqueid()], &[m.name()]);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -453,9 +634,13 @@ impl Engine {
         &mut self,
         listed: &MailboxState,
         remote: Option<MailboxState>,
+        cached: bool,
     ) -> Result<(), EngineError> {
         let name = listed.name();
-        match self.update_mailbox_once(listed, remote.clone(), true).await {
+        match self
+            .update_mailbox_once(listed, remote.clone(), true, cached)
+            .await
+        {
             Err(EngineError::CopiedBack { .. }) => {
                 let remote = match &remote {
                     Some(r) => Self::get_mailboxes(&mut self.target, &[r.name().to_string()])
@@ -472,7 +657,7 @@ impl Engine {
                 else {
                     return Ok(());
                 };
-                self.update_mailbox_once(&fresh, remote, false).await
+                self.update_mailbox_once(&fresh, remote, false, false).await
             }
             other => other,
         }
@@ -585,27 +770,64 @@ impl Engine {
         listed: &MailboxState,
         remote: Option<MailboxState>,
         copy_back: bool,
+        cached: bool,
     ) -> Result<(), EngineError> {
         let name = listed.name();
         self.phase(name, Phase::Get);
+        let mut remote = remote;
+        let mut cached = cached && remote.is_some();
+        if cached
+            && let Some(r) = &remote
+            && listed.last_uid().saturating_sub(r.last_uid()) > self.options.batch_size as u64
+        {
+            // More new messages than sync_batchsize (at most LAST_UID's
+            // difference): the steps go without SINCE_*, so only a state
+            // read from the replica may drive them.
+            remote = Self::get_mailboxes(&mut self.target, &[r.name().to_string()])
+                .await?
+                .into_iter()
+                .find(|x| x.uniqueid() == listed.uniqueid());
+            cached = false;
+        }
         // The first attempt needs only what the replica lacks; a retry
         // (the replica moved, or disagrees) reads every record.
         let since = remote.as_ref().map(|r| Since {
             modseq: r.highestmodseq(),
             last_uid: r.last_uid(),
         });
-        let Some((mut full, mut complete)) = self.read_master(listed, since).await? else {
+        let Some((full, mut complete)) = self.read_master(listed, since).await? else {
             // Deleted on the master meanwhile: the delete will be replicated
             // by its own log entry, as sync_client assumes.
             return Ok(());
         };
-        let mut records = full.records()?;
+        // One copy of the records only: memory stays flat for large mailboxes.
+        let (mut full, mut records) = full.split_records()?;
+        if cached
+            && let Some(r) = &remote
+            && records
+                .iter()
+                .filter(|x| u64::from(x.uid) > r.last_uid())
+                .count()
+                > self.options.batch_size
+        {
+            // Mail arrived since the listing: the same rule, and what the
+            // replica lacks is read again for the state it really has.
+            remote = Self::get_mailboxes(&mut self.target, &[r.name().to_string()])
+                .await?
+                .into_iter()
+                .find(|x| x.uniqueid() == full.uniqueid());
+            cached = false;
+            let Some((all, _)) = self.read_master(&full, None).await? else {
+                return Ok(());
+            };
+            (full, records) = all.split_records()?;
+            complete = true;
+        }
         if remote.is_none() {
             self.stats.mailboxes_created += 1;
         }
         self.stats.mailboxes_updated += 1;
 
-        let mut remote = remote;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -618,8 +840,7 @@ impl Engine {
                 let Some((all, _)) = self.read_master(&full, None).await? else {
                     return Ok(());
                 };
-                full = all;
-                records = full.records()?;
+                (full, records) = all.split_records()?;
                 complete = true;
             }
             let result = self
@@ -638,6 +859,11 @@ impl Engine {
                                     attempt,
                                     "IMAP_SYNC_CHECKSUM from the replica; retrying"
                                 );
+                            }
+                            if cached {
+                                // The replica is not where the cache said.
+                                self.cache_forget(&[full.uniqueid()], &[]);
+                                cached = false;
                             }
                             remote = Self::get_mailboxes(&mut self.target, &[name.to_string()])
                                 .await?
@@ -824,6 +1050,9 @@ impl Engine {
                 Value::list(final_records.iter().map(|r| r.value().clone())),
             );
             self.apply("MAILBOX", Value::KvList(kv)).await?;
+            // Cyrus accepted the whole state, its CRCs checked: the replica's
+            // mailbox now is the master's header.
+            self.cache_store(&[full]);
             return Ok(());
         }
 
@@ -843,6 +1072,10 @@ impl Engine {
             Value::list(send.iter().map(|r| r.value().clone())),
         );
         self.apply("MAILBOX", Value::KvList(kv)).await?;
+        // Cyrus accepted it and checked the resulting SYNC_CRC and
+        // SYNC_CRC_ANNOT (sync_apply_mailbox): the replica's mailbox now is
+        // the master's header.
+        self.cache_store(&[full]);
         Ok(())
     }
 

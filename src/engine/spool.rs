@@ -1,7 +1,8 @@
 //! Message bodies between `GET FETCH` on the master and `APPLY MESSAGE` on the
 //! replica. A `GET FETCH` answer is read at full speed (the master holds the
 //! mailbox lock while it sends), so bodies land here first: small ones in
-//! memory, large ones in an unlinked temporary file, keeping memory flat.
+//! memory up to a budget, everything else in one unlinked temporary file,
+//! keeping memory flat whatever the sizes of the messages in an upload.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -9,13 +10,21 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use crate::dlist::FileLiteral;
 use crate::proto::session::{BodySink, BodySource};
 
-/// Bodies at least this large go to a temporary file.
+/// Bodies at least this large go to the temporary file.
 const IN_MEMORY_MAX: u64 = 1 << 20;
+
+/// Most body bytes held in memory at once; the rest go to the temporary
+/// file (an `APPLY MESSAGE` may carry up to 64 MiB of bodies).
+const MEMORY_BUDGET: u64 = 4 << 20;
 
 #[derive(Debug)]
 enum Body {
     Memory(Vec<u8>),
-    File { file: File, written: u64 },
+    /// In the spill file at `offset`.
+    Spilled {
+        offset: u64,
+        written: u64,
+    },
 }
 
 /// Bodies waiting to be uploaded.
@@ -25,6 +34,12 @@ pub struct Spool {
     /// Index of the body being read by [`BodySource::read`], and the offset.
     reading: Option<(usize, u64)>,
     bytes: u64,
+    /// Bytes of the bodies held in memory.
+    in_memory: u64,
+    /// One unlinked temporary file for every spilled body (one descriptor,
+    /// however many bodies), and how much of it is used.
+    spill: Option<File>,
+    spill_end: u64,
 }
 
 impl Spool {
@@ -53,11 +68,14 @@ impl Spool {
         self.bodies.iter().map(|(f, _)| f.clone()).collect()
     }
 
-    /// Drops every body (after a successful upload).
+    /// Drops every body (after a successful upload). The spill file is kept
+    /// for the next bodies and overwritten.
     pub fn clear(&mut self) {
         self.bodies.clear();
         self.reading = None;
         self.bytes = 0;
+        self.in_memory = 0;
+        self.spill_end = 0;
     }
 
     /// Bodies received so far, with their exact sizes (for checks).
@@ -67,7 +85,7 @@ impl Spool {
             .map(|(f, b)| {
                 let n = match b {
                     Body::Memory(v) => v.len() as u64,
-                    Body::File { written, .. } => *written,
+                    Body::Spilled { written, .. } => *written,
                 };
                 (f.guid.clone(), n)
             })
@@ -79,10 +97,18 @@ impl Spool {
     /// Drops the body added last (one that turned out not to be the message
     /// it claimed to be).
     pub fn discard_last(&mut self) {
-        if let Some((_, body)) = self.bodies.pop() {
+        if let Some((f, body)) = self.bodies.pop() {
             let n = match body {
-                Body::Memory(v) => v.len() as u64,
-                Body::File { written, .. } => written,
+                Body::Memory(v) => {
+                    // What `start` reserved.
+                    self.in_memory = self.in_memory.saturating_sub(f.size);
+                    v.len() as u64
+                }
+                Body::Spilled { offset, written } => {
+                    // It was the last one written: its space is reused.
+                    self.spill_end = offset;
+                    written
+                }
             };
             self.bytes = self.bytes.saturating_sub(n);
         }
@@ -91,12 +117,17 @@ impl Spool {
 
 impl BodySink for Spool {
     fn start(&mut self, file: &FileLiteral) -> std::io::Result<()> {
-        let body = if file.size >= IN_MEMORY_MAX {
-            Body::File {
-                file: tempfile::tempfile()?,
+        let body = if file.size >= IN_MEMORY_MAX || self.in_memory + file.size > MEMORY_BUDGET {
+            if self.spill.is_none() {
+                self.spill = Some(tempfile::tempfile()?);
+            }
+            Body::Spilled {
+                offset: self.spill_end,
                 written: 0,
             }
         } else {
+            // Reserved now, so that the budget holds while it fills.
+            self.in_memory += file.size;
             Body::Memory(Vec::with_capacity(usize::try_from(file.size).unwrap_or(0)))
         };
         self.bodies.push((file.clone(), body));
@@ -110,9 +141,15 @@ impl BodySink for Spool {
                 v.extend_from_slice(bytes);
                 Ok(())
             }
-            Some((_, Body::File { file, written })) => {
+            Some((_, Body::Spilled { offset, written })) => {
+                let file = self
+                    .spill
+                    .as_mut()
+                    .ok_or_else(|| std::io::Error::other("no spill file"))?;
+                file.seek(SeekFrom::Start(*offset + *written))?;
                 file.write_all(bytes)?;
                 *written += bytes.len() as u64;
+                self.spill_end = *offset + *written;
                 Ok(())
             }
             None => Err(std::io::Error::other("body bytes before a body header")),
@@ -124,7 +161,7 @@ impl BodySink for Spool {
             Some((f, b)) => {
                 let got = match b {
                     Body::Memory(v) => v.len() as u64,
-                    Body::File { written, .. } => *written,
+                    Body::Spilled { written, .. } => *written,
                 };
                 if got == f.size {
                     Ok(())
@@ -160,9 +197,18 @@ impl BodySource for Spool {
                 buf[..n].copy_from_slice(&v[start..start + n]);
                 n
             }
-            Body::File { file, .. } => {
-                file.seek(SeekFrom::Start(offset))?;
-                file.read(buf)?
+            Body::Spilled {
+                offset: start,
+                written,
+            } => {
+                let file = self
+                    .spill
+                    .as_mut()
+                    .ok_or_else(|| std::io::Error::other("no spill file"))?;
+                let left = written.saturating_sub(offset);
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                file.seek(SeekFrom::Start(*start + offset))?;
+                file.read(&mut buf[..want])?
             }
         };
         self.reading = Some((idx, offset + n as u64));
@@ -210,6 +256,55 @@ mod tests {
             }
             assert!(&out == body, "{guid}");
         }
+    }
+
+    #[test]
+    fn memory_stays_within_the_budget_and_spilled_bodies_keep_apart() {
+        let mut s = Spool::new();
+        let n = (3 * MEMORY_BUDGET / 100_000) as usize;
+        let bodies: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                (0..100_000u32)
+                    .map(|j| ((i as u32 * 31 + j) % 253) as u8)
+                    .collect()
+            })
+            .collect();
+        for (i, body) in bodies.iter().enumerate() {
+            let f = lit(&format!("g{i}"), body.len() as u64);
+            s.start(&f).unwrap();
+            for piece in body.chunks(4096) {
+                s.chunk(piece).unwrap();
+            }
+            s.end().unwrap();
+            assert!(s.in_memory <= MEMORY_BUDGET);
+        }
+        // A body that turns out wrong is dropped and its space reused.
+        s.start(&lit("bad", 10)).unwrap();
+        s.chunk(b"0123456789").unwrap();
+        s.end().unwrap();
+        s.discard_last();
+        let spilled = s
+            .bodies
+            .iter()
+            .filter(|(_, b)| matches!(b, Body::Spilled { .. }))
+            .count();
+        assert!(spilled > n / 2, "{spilled} of {n} spilled");
+        // Read back out of order: each body is exactly itself.
+        for i in (0..n).rev() {
+            let f = lit(&format!("g{i}"), bodies[i].len() as u64);
+            let mut out = Vec::new();
+            let mut buf = [0u8; 3000];
+            loop {
+                let got = s.read(&f, &mut buf).unwrap();
+                if got == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..got]);
+            }
+            assert!(out == bodies[i], "body {i}");
+        }
+        s.clear();
+        assert_eq!((s.len(), s.bytes(), s.in_memory), (0, 0, 0));
     }
 
     #[test]

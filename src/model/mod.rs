@@ -115,6 +115,38 @@ impl MailboxState {
         }
     }
 
+    /// The mailbox-level state and its records, taken apart without
+    /// copying the records (a `GET FULLMAILBOX` of a large mailbox is the
+    /// largest thing the engine holds).
+    pub fn split_records(self) -> Result<(MailboxState, Vec<Record>), ModelError> {
+        let MailboxState { kv, uniqueid, name } = self;
+        let mut fields = Vec::with_capacity(kv.len());
+        let mut records = Vec::new();
+        for (k, v) in kv.0 {
+            if k != "RECORD" {
+                fields.push((k, v));
+                continue;
+            }
+            match v {
+                Value::List(items) => {
+                    records.reserve(items.len());
+                    for item in items {
+                        records.push(Record::from_owned(item)?);
+                    }
+                }
+                _ => return Err(missing("MAILBOX", "RECORD list")),
+            }
+        }
+        Ok((
+            MailboxState {
+                kv: KvList(fields),
+                uniqueid,
+                name,
+            },
+            records,
+        ))
+    }
+
     /// Everything but `RECORD`: the mailbox-level fields.
     pub fn header(&self) -> KvList {
         KvList(
@@ -204,6 +236,11 @@ pub struct Record {
 impl Record {
     /// Reads a `RECORD` kvlist.
     pub fn from_value(value: &Value) -> Result<Record, ModelError> {
+        Record::from_owned(value.clone())
+    }
+
+    /// Reads a `RECORD` kvlist, keeping it without a copy.
+    pub fn from_owned(value: Value) -> Result<Record, ModelError> {
         let kv = value
             .as_kvlist()
             .ok_or_else(|| missing("RECORD", "kvlist"))?;
@@ -231,7 +268,7 @@ impl Record {
                 })
             });
         Ok(Record {
-            value: value.clone(),
+            value,
             uid,
             modseq,
             guid,
@@ -437,6 +474,10 @@ OK success\r\n";
         assert!(!r[0].expunged && r[1].expunged);
         assert_eq!(r[1].size, 20);
         assert!(m.header().get("RECORD").is_none());
+        let (head, split) = m.clone().split_records().unwrap();
+        assert_eq!(split, r);
+        assert_eq!(head.kvlist(), &m.header());
+        assert!(head.records().unwrap().is_empty());
         let bumped = r[0].with_modseq(99);
         assert_eq!(bumped.get("MODSEQ").and_then(Value::as_u64), Some(99));
     }

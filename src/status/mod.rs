@@ -226,6 +226,12 @@ pub struct Counters {
     /// vouch for the files: annotations, a concurrent change, a damaged or
     /// unknown index).
     pub local_fallbacks: u64,
+    /// Mailboxes whose replica state came from the target-state cache.
+    pub cache_hits: u64,
+    /// Mailboxes the cache could not answer for (the replica was read).
+    pub cache_misses: u64,
+    /// Cache entries dropped (stale, failed, renamed, deleted).
+    pub cache_invalidations: u64,
 }
 
 /// An error with its Cyrus code and a hint.

@@ -568,7 +568,7 @@ fn draw_errors_and_events(
     let k = &c.counters;
     lines.insert(0, Line::styled(
         format!(
-            "done: {} actions · {} mailboxes ({} from index files, {} fell back) · {} messages ({}) · {} retries · {} CRC mismatches · {} re-logged",
+            "done: {} actions · {} mailboxes ({} from index files, {} fell back) · {} messages ({}) · {} retries · {} CRC mismatches · {} re-logged{}",
             k.actions,
             k.mailboxes,
             k.local_reads,
@@ -577,7 +577,8 @@ fn draw_errors_and_events(
             bytes(k.bytes),
             k.retries,
             k.crc_mismatches,
-            k.relogged
+            k.relogged,
+            cache_counters(k)
         ),
         t.fg(Color::DarkGray),
     ));
@@ -586,6 +587,17 @@ fn draw_errors_and_events(
         .wrap(Wrap { trim: false })
         .block(Block::bordered().title(Span::styled(title, t.title())));
     f.render_widget(p, area);
+}
+
+/// The target-state cache's counters, once it has been used.
+fn cache_counters(k: &crate::status::Counters) -> String {
+    if k.cache_hits + k.cache_misses + k.cache_invalidations == 0 {
+        return String::new();
+    }
+    format!(
+        " · cache {} hits, {} misses, {} invalidated",
+        k.cache_hits, k.cache_misses, k.cache_invalidations
+    )
 }
 
 fn draw_protocol(f: &mut Frame<'_>, area: Rect, app: &App) {

@@ -23,7 +23,7 @@ impl Lmtp {
         lmtp
     }
 
-    fn expect(&mut self, code: &str) -> String {
+    fn reply(&mut self) -> String {
         let mut all = String::new();
         loop {
             let mut line = String::new();
@@ -35,8 +35,24 @@ impl Lmtp {
                 break;
             }
         }
+        all
+    }
+
+    fn expect(&mut self, code: &str) -> String {
+        let all = self.reply();
         assert!(all.starts_with(code), "expected {code}, got {all}");
         all
+    }
+
+    /// Sends `line`; `Err` with the reply on a transient (4xx) failure.
+    fn transient(&mut self, line: &[u8], code: &str) -> Result<String, String> {
+        self.writer.write_all(line).expect("write lmtp");
+        let all = self.reply();
+        if all.starts_with('4') {
+            return Err(all);
+        }
+        assert!(all.starts_with(code), "expected {code}, got {all}");
+        Ok(all)
     }
 
     fn command(&mut self, line: &str, code: &str) -> String {
@@ -47,9 +63,42 @@ impl Lmtp {
     }
 
     /// Delivers `body` (a full RFC 5322 message, LF or CRLF line ends) to `rcpt`
-    /// (`alice` or `alice+Folder` for a subfolder).
+    /// (`alice` or `alice+Folder` for a subfolder). A transient failure (4xx,
+    /// such as lmtpd's `451 4.3.0 System I/O error` seen on a loaded host) is
+    /// retried, as an MTA would.
     pub fn deliver(&mut self, rcpt: &str, body: &str) {
-        self.deliver_to(&[rcpt], body);
+        let data = Self::data(body);
+        let mut failures = Vec::new();
+        while failures.len() < 5 {
+            self.command("MAIL FROM:<sender@example.org>", "250");
+            let sent = self
+                .transient(format!("RCPT TO:<{rcpt}>\r\n").as_bytes(), "250")
+                .and_then(|_| self.transient(b"DATA\r\n", "354"))
+                .and_then(|_| self.transient(data.as_bytes(), "250"));
+            match sent {
+                Ok(_) => return,
+                Err(reply) => {
+                    failures.push(reply);
+                    self.command("RSET", "250");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+        }
+        panic!("delivery to {rcpt} kept failing: {failures:?}");
+    }
+
+    /// The DATA of `body`, dot-stuffed (RFC 5321 §4.5.2), with the final dot.
+    fn data(body: &str) -> String {
+        let mut data = String::new();
+        for line in body.lines() {
+            if line.starts_with('.') {
+                data.push('.');
+            }
+            data.push_str(line);
+            data.push_str("\r\n");
+        }
+        data.push_str(".\r\n");
+        data
     }
 
     /// Delivers one message to several recipients in one transaction (Cyrus
@@ -60,16 +109,7 @@ impl Lmtp {
             self.command(&format!("RCPT TO:<{rcpt}>"), "250");
         }
         self.command("DATA", "354");
-        let mut data = String::new();
-        for line in body.lines() {
-            // Dot-stuffing (RFC 5321 §4.5.2).
-            if line.starts_with('.') {
-                data.push('.');
-            }
-            data.push_str(line);
-            data.push_str("\r\n");
-        }
-        data.push_str(".\r\n");
+        let data = Self::data(body);
         self.writer.write_all(data.as_bytes()).expect("write data");
         // LMTP answers DATA once per recipient (RFC 2033 §4.2).
         for _ in rcpts {

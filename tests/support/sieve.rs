@@ -66,4 +66,24 @@ impl Sieve {
         self.send(&format!("SETACTIVE \"{name}\"\r\n"));
         self.until_ok("SETACTIVE");
     }
+
+    /// `LISTSCRIPTS`: one line per script, `"name"` or `"name" ACTIVE`.
+    pub fn list(&mut self) -> Vec<String> {
+        self.send("LISTSCRIPTS\r\n");
+        let mut out = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .expect("read from timsieved");
+            assert!(n > 0, "timsieved closed the connection during LISTSCRIPTS");
+            let line = line.trim_end().to_string();
+            if line.starts_with("OK") {
+                return out;
+            }
+            assert!(!line.starts_with("NO"), "LISTSCRIPTS: {line}");
+            out.push(line);
+        }
+    }
 }
