@@ -17,18 +17,10 @@ use std::time::{Duration, Instant};
 
 use support::imap::Imap;
 use support::lmtp::{Lmtp, message};
-use support::pair::{CyrusPair, REPL_PASSWORD};
+use support::pair::{CyrusPair, REPL_PASSWORD, free_port};
 
 fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("cyrsync")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A directory the `cyrus` user can reach (and, with `writable`, write).

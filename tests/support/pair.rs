@@ -83,11 +83,26 @@ fn user_ids(name: &str) -> (u32, u32) {
         .unwrap_or_else(|| panic!("user '{name}' does not exist; the Cyrus package creates it"))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free port")
+/// A port nothing listens on, for a server about to be started. Tests start
+/// pairs in parallel, and a port the kernel hands out for `:0` may be handed
+/// out again before its server binds it (one pair's LMTP port became
+/// another's IMAP port): ports are taken instead from below the ephemeral
+/// range (where the kernel does not pick on its own), each at most once per
+/// process, starting at a place that depends on the pid.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(97) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = (FIRST + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN)
 }
 
 /// One Cyrus instance (master or replica).
