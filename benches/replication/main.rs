@@ -72,7 +72,11 @@ fn main() {
         }
     }
     let results = workloads::run_all(&options);
-    let machine = report::Machine::describe(options.seed, options.quick, &options.settings);
+    let base = std::env::var_os("CYRSYNC_PAIR_BASE")
+        .map(PathBuf::from)
+        .or_else(workloads::pair_base)
+        .unwrap_or_else(std::env::temp_dir);
+    let machine = report::Machine::describe(options.seed, options.quick, &options.settings, &base);
     let (md, json) = report::render(&machine, &results);
     std::fs::create_dir_all(&out).expect("create --out");
     std::fs::write(out.join("BENCHMARKS.md"), &md).expect("write BENCHMARKS.md");

@@ -22,6 +22,7 @@ pub struct Machine {
     pub seed: u64,
     pub quick: bool,
     pub settings: Vec<(String, String)>,
+    pub pair_dir: String,
 }
 
 fn command_line(cmd: &str, args: &[&str]) -> String {
@@ -36,7 +37,12 @@ fn command_line(cmd: &str, args: &[&str]) -> String {
 
 impl Machine {
     /// Describes this machine and the versions under test.
-    pub fn describe(seed: u64, quick: bool, settings: &[(String, String)]) -> Machine {
+    pub fn describe(
+        seed: u64,
+        quick: bool,
+        settings: &[(String, String)],
+        pair_dir: &std::path::Path,
+    ) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -72,6 +78,11 @@ impl Machine {
             seed,
             quick,
             settings: settings.to_vec(),
+            pair_dir: format!(
+                "{} ({})",
+                pair_dir.display(),
+                command_line("stat", &["-f", "-c", "%T", &pair_dir.to_string_lossy()])
+            ),
         }
     }
 }
@@ -315,6 +326,7 @@ pub fn render(m: &Machine, workloads: &[Workload]) -> (String, String) {
             ),
         ),
         ("Cyrus", m.cyrus.clone()),
+        ("pair directory (filesystem)", m.pair_dir.clone()),
         ("cyrsync", m.cyrsync.clone()),
         ("compiler", m.rustc.clone()),
         ("seed", format!("{:#x}", m.seed)),

@@ -19,7 +19,7 @@ use crate::replicator::{Kind, Replicator};
 use crate::state::Sides;
 use crate::support::imap::Imap;
 use crate::support::lmtp::{Lmtp, message};
-use crate::support::pair::{Channels, CyrusPair};
+use crate::support::pair::{Channels, CyrusPair, PairOptions};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -147,7 +147,12 @@ const CONVERGE_LIMIT: Duration = Duration::from_secs(900);
 pub fn run_all(options: &Options) -> Vec<Workload> {
     let selected = |id: &str| options.only.is_empty() || options.only.iter().any(|o| o == id);
     println!("==> starting a Cyrus master and replica (one channel, csync)");
-    let pair = CyrusPair::start_with_channels(Channels::DefaultOnly, &[]);
+    let base = pair_base();
+    let pair = CyrusPair::start_opts(PairOptions {
+        channels: Channels::DefaultOnly,
+        base: base.as_deref(),
+        ..PairOptions::default()
+    });
     println!("    in {} (seed {:#x})", pair.dir.display(), options.seed);
     for (k, v) in &options.settings {
         pair.set_master_option(k, v);
@@ -180,6 +185,21 @@ pub fn run_all(options: &Options) -> Vec<Workload> {
         }
     }
     out
+}
+
+/// Where the pair lives: a tmpfs (`/dev/shm`) when there is one. On a disk,
+/// creating message files costs the replica's kernel more the more files
+/// were recently deleted around them (ext4's inode search), which on a
+/// machine that runs the test suite swamps what is being compared: replica
+/// CPU for the same work was seen to vary threefold between runs.
+/// `CYRSYNC_PAIR_BASE` chooses another place.
+pub fn pair_base() -> Option<std::path::PathBuf> {
+    let shm = std::path::Path::new("/dev/shm");
+    let writable = tempfile::Builder::new()
+        .prefix("cyrsync-probe-")
+        .tempdir_in(shm)
+        .is_ok();
+    writable.then(|| shm.to_path_buf())
 }
 
 struct Bench {

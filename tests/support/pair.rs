@@ -183,6 +183,9 @@ pub struct PairOptions<'a> {
     /// `tls_server_key`), so that its sync_server and imapd offer STARTTLS;
     /// the master's imapd.conf gets `tls_client_ca_file` naming that CA.
     pub replica_tls: bool,
+    /// Where the pair's directory is made: `$CYRSYNC_PAIR_BASE`, else this,
+    /// else the system's temporary directory.
+    pub base: Option<&'a Path>,
 }
 
 impl Default for PairOptions<'_> {
@@ -191,6 +194,7 @@ impl Default for PairOptions<'_> {
             channels: Channels::Two,
             master_conf: &[],
             replica_tls: false,
+            base: None,
         }
     }
 }
@@ -370,6 +374,7 @@ impl CyrusPair {
         cyrus_bin("master");
         let base = std::env::var_os("CYRSYNC_PAIR_BASE")
             .map(PathBuf::from)
+            .or_else(|| opts.base.map(Path::to_path_buf))
             .unwrap_or_else(std::env::temp_dir);
         let dir = tempfile::Builder::new()
             .prefix("cyrsync-pair-")
