@@ -3,7 +3,7 @@
 //! (see `scripts/bench.sh`, which installs what is needed and runs this).
 //!
 //! ```text
-//! cargo bench --bench replication -- [--quick] [--only W1,W4] [--seed N] [--set KEY=VALUE]… [--out DIR]
+//! cargo bench --bench replication -- [--quick] [--only W1,W4] [--seed N] [--rounds N] [--set KEY=VALUE]… [--out DIR]
 //! ```
 //!
 //! Every workload (W1–W7, issue "Benchmarks against the real sync_client")
@@ -36,6 +36,7 @@ fn main() {
         only: Vec::new(),
         seed: 0x5eed_c7a5,
         settings: Vec::new(),
+        rounds: None,
     };
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     while let Some(a) = args.next() {
@@ -55,6 +56,13 @@ fn main() {
                 options.seed = args.next().and_then(|s| s.parse().ok()).expect("--seed N");
             }
             "--out" => out = PathBuf::from(args.next().expect("--out DIR")),
+            "--rounds" => {
+                options.rounds = Some(
+                    args.next()
+                        .and_then(|s| s.parse().ok())
+                        .expect("--rounds N"),
+                );
+            }
             // An extra imapd.conf line for the master (both replicators read
             // it), e.g. --set cyrsync_workers=8.
             "--set" => {
@@ -64,7 +72,7 @@ fn main() {
             }
             "-h" | "--help" => {
                 println!(
-                    "cargo bench --bench replication -- [--quick] [--only W1,W2,…] [--seed N] [--set KEY=VALUE]… [--out DIR]"
+                    "cargo bench --bench replication -- [--quick] [--only W1,W2,…] [--seed N] [--rounds N] [--set KEY=VALUE]… [--out DIR]"
                 );
                 return;
             }

@@ -100,22 +100,55 @@ struct Verdict {
     met: bool,
 }
 
-fn find<'a>(w: &'a Workload, replicator: &str, variant: &str) -> Option<&'a Run> {
-    w.runs
-        .iter()
-        .find(|r| r.replicator == replicator && r.variant == variant)
+/// One replicator's runs of one variant (one per round).
+struct Runs<'a>(Vec<&'a Run>);
+
+impl Runs<'_> {
+    /// The median over the rounds of `f`.
+    fn median(&self, f: impl Fn(&Run) -> f64) -> f64 {
+        let mut v: Vec<f64> = self.0.iter().map(|r| f(r)).collect();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    fn metric(&self, key: &str) -> f64 {
+        self.median(|r| r.metrics.get(key).copied().unwrap_or(f64::NAN))
+    }
+
+    fn total_cpu(&self) -> f64 {
+        self.median(Run::total_cpu)
+    }
+
+    fn replicator_cpu(&self) -> f64 {
+        self.median(|r| r.replicator_cpu)
+    }
+
+    /// The largest peak RSS of any round, in MB.
+    fn peak_rss_mb(&self) -> f64 {
+        self.0
+            .iter()
+            .map(|r| r.peak_rss_bytes as f64 / 1e6)
+            .fold(f64::NAN, f64::max)
+    }
 }
 
-fn metric(r: &Run, key: &str) -> f64 {
-    r.metrics.get(key).copied().unwrap_or(f64::NAN)
+fn runs<'a>(w: &'a Workload, replicator: &str, variant: &str) -> Runs<'a> {
+    Runs(
+        w.runs
+            .iter()
+            .filter(|r| r.replicator == replicator && r.variant == variant)
+            .collect(),
+    )
 }
 
-/// Both runs of `variant`, when both exist.
-fn pair<'a>(w: &'a Workload, variant: &str) -> Option<(&'a Run, &'a Run)> {
-    Some((
-        find(w, "sync_client", variant)?,
-        find(w, "cyrsync", variant)?,
-    ))
+/// Both replicators' runs of `variant`, when both ran.
+fn pair<'a>(w: &'a Workload, variant: &str) -> Option<(Runs<'a>, Runs<'a>)> {
+    let (sc, cy) = (runs(w, "sync_client", variant), runs(w, "cyrsync", variant));
+    (!sc.0.is_empty() && !cy.0.is_empty()).then_some((sc, cy))
 }
 
 fn variants(w: &Workload) -> Vec<String> {
@@ -149,14 +182,21 @@ fn verdicts(workloads: &[Workload]) -> Vec<Verdict> {
                     sync_client: a,
                     cyrsync: b,
                     unit,
-                    advantage: if lower_better { a / b } else { b / a },
+                    // A ratio of (near) zeros says nothing.
+                    advantage: if a.abs() < 1e-9 || b.abs() < 1e-9 {
+                        f64::NAN
+                    } else if lower_better {
+                        a / b
+                    } else {
+                        b / a
+                    },
                     target,
                     met,
                 })
             };
             match w.id.as_str() {
                 "W0" => {
-                    let (a, b) = (sc.replicator_cpu, cy.replicator_cpu);
+                    let (a, b) = (sc.replicator_cpu(), cy.replicator_cpu());
                     push(
                         "replicator CPU while idle",
                         a,
@@ -168,20 +208,20 @@ fn verdicts(workloads: &[Workload]) -> Vec<Verdict> {
                     );
                 }
                 "W1" => {
-                    let (a, b) = (metric(sc, "p50_ms"), metric(cy, "p50_ms"));
+                    let (a, b) = (sc.metric("p50_ms"), cy.metric("p50_ms"));
                     let (target, met) = if variant.ends_with("1s") {
                         ("cyrsync p50 ≤ 60 ms".to_string(), b <= 60.0)
                     } else {
                         ("no worse than sync_client".to_string(), b <= a)
                     };
                     push("latency p50", a, b, "ms", true, target, met);
-                    let (a, b) = (metric(sc, "p95_ms"), metric(cy, "p95_ms"));
+                    let (a, b) = (sc.metric("p95_ms"), cy.metric("p95_ms"));
                     push("latency p95", a, b, "ms", true, "—".into(), true);
                 }
                 "W2" | "W3" | "W4" | "W7" => {
                     let (a, b) = (
-                        metric(sc, "messages_per_second"),
-                        metric(cy, "messages_per_second"),
+                        sc.metric("messages_per_second"),
+                        cy.metric("messages_per_second"),
                     );
                     let need = if w.id == "W3" { 2.0 } else { 1.0 };
                     push(
@@ -203,22 +243,22 @@ fn verdicts(workloads: &[Workload]) -> Vec<Verdict> {
                         true,
                     );
                     if w.id == "W7" {
-                        let mb = |r: &Run| r.peak_rss_bytes as f64 / 1e6;
+                        let (a, b) = (sc.peak_rss_mb(), cy.peak_rss_mb());
                         push(
                             "peak RSS of the replicator",
-                            mb(sc),
-                            mb(cy),
+                            a,
+                            b,
                             "MB",
                             true,
                             "≤ 64 MB".into(),
-                            mb(cy) <= 64.0,
+                            b <= 64.0,
                         );
                     }
                 }
                 "W5" => {
                     let (a, b) = (
-                        metric(sc, "changes_per_second"),
-                        metric(cy, "changes_per_second"),
+                        sc.metric("changes_per_second"),
+                        cy.metric("changes_per_second"),
                     );
                     push(
                         "changes replicated per second",
@@ -241,8 +281,8 @@ fn verdicts(workloads: &[Workload]) -> Vec<Verdict> {
                 }
                 "W6" => {
                     let (a, b) = (
-                        metric(sc, "cpu_ms_per_change"),
-                        metric(cy, "cpu_ms_per_change"),
+                        sc.metric("cpu_ms_per_change"),
+                        cy.metric("cpu_ms_per_change"),
                     );
                     push(
                         "CPU per change (replicator + master + replica)",
@@ -254,8 +294,8 @@ fn verdicts(workloads: &[Workload]) -> Vec<Verdict> {
                         b <= 2.0 * a,
                     );
                     let (a, b) = (
-                        metric(sc, "store_delay_max_ms"),
-                        metric(cy, "store_delay_max_ms"),
+                        sc.metric("store_delay_max_ms"),
+                        cy.metric("store_delay_max_ms"),
                     );
                     push(
                         "concurrent STORE on the master, worst",
@@ -266,7 +306,7 @@ fn verdicts(workloads: &[Workload]) -> Vec<Verdict> {
                         "≤ 20 ms".into(),
                         b <= 20.0,
                     );
-                    let (a, b) = (metric(sc, "latency_p50_ms"), metric(cy, "latency_p50_ms"));
+                    let (a, b) = (sc.metric("latency_p50_ms"), cy.metric("latency_p50_ms"));
                     push("latency p50", a, b, "ms", true, "—".into(), true);
                 }
                 _ => {}
@@ -349,8 +389,10 @@ pub fn render(m: &Machine, workloads: &[Workload]) -> (String, String) {
     let _ = writeln!(md, "\n## Summary\n");
     let _ = writeln!(
         md,
-        "Advantage: how many times better cyrsync is on that measure (above 1: cyrsync \
-         better; below 1: worse).\n"
+        "Each value is the median over the rounds a workload ran (the throughput \
+         workloads run several, the two replicators' order alternating). Advantage: how \
+         many times better cyrsync is on that measure (above 1: cyrsync better; below 1: \
+         worse).\n"
     );
     let _ = writeln!(
         md,
@@ -381,7 +423,7 @@ pub fn render(m: &Machine, workloads: &[Workload]) -> (String, String) {
         let _ = writeln!(md, "\n## {} — {}\n\n{}\n", w.id, w.title, w.params);
         let _ = writeln!(
             md,
-            "| replicator | variant | wall s | CPU s: replicator / master / replica | peak RSS MB | measures |\n|---|---|---:|---|---:|---|"
+            "| replicator | variant | round | wall s | CPU s: replicator / master / replica | peak RSS MB | measures |\n|---|---|---:|---:|---|---:|---|"
         );
         for r in &w.runs {
             let measures: Vec<String> = r
@@ -391,9 +433,10 @@ pub fn render(m: &Machine, workloads: &[Workload]) -> (String, String) {
                 .collect();
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} / {} / {} | {} | {} |",
+                "| {} | {} | {} | {} | {} / {} / {} | {} | {} |",
                 r.replicator,
                 r.variant,
+                r.round + 1,
                 num(r.wall_seconds),
                 num(r.replicator_cpu),
                 num(r.master_cpu),

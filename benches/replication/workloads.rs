@@ -32,6 +32,9 @@ pub struct Options {
     pub seed: u64,
     /// Extra master imapd.conf settings (`--set`).
     pub settings: Vec<(String, String)>,
+    /// Rounds of the throughput workloads (W2–W5), the replicators' order
+    /// alternating (`--rounds`; 3, or 1 with `--quick`).
+    pub rounds: Option<usize>,
 }
 
 /// One workload's results.
@@ -52,6 +55,9 @@ pub struct Workload {
 pub struct Run {
     /// `sync_client` or `cyrsync`.
     pub replicator: String,
+    /// Which round (throughput workloads run several, in alternating
+    /// order).
+    pub round: usize,
     /// E.g. `sync_repeat_interval: 1s`.
     pub variant: String,
     /// From the start of the measured window to convergence.
@@ -80,6 +86,11 @@ impl Run {
             variant: variant.to_string(),
             ..Run::default()
         }
+    }
+
+    fn in_round(mut self, round: usize) -> Run {
+        self.round = round;
+        self
     }
 
     /// Replicator + master + replica CPU seconds.
@@ -138,6 +149,35 @@ impl Sizes {
     }
 }
 
+/// One replicator in one round, with users of its own.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    kind: Kind,
+    round: usize,
+}
+
+impl Slot {
+    /// For user names: `sc0`, `cy0`, `cy1`, …
+    fn tag(self) -> String {
+        format!("{}{}", self.kind.tag(), self.round)
+    }
+}
+
+/// Both replicators in every round, the order alternating from one round to
+/// the next, so that neither always runs on the warmer (or cooler) machine.
+fn slots(rounds: usize) -> Vec<Slot> {
+    (0..rounds.max(1))
+        .flat_map(|round| {
+            let order = if round % 2 == 0 {
+                Kind::BOTH
+            } else {
+                [Kind::BOTH[1], Kind::BOTH[0]]
+            };
+            order.map(|kind| Slot { kind, round })
+        })
+        .collect()
+}
+
 /// Cyrus's default `sync_batchsize`.
 const DEFAULT_BATCHSIZE: usize = 8192;
 /// How long a workload may take to converge before the run is failed.
@@ -162,6 +202,7 @@ pub fn run_all(options: &Options) -> Vec<Workload> {
         pair,
         rng: Rng::new(options.seed),
         sizes: Sizes::new(options.quick),
+        rounds: options.rounds.unwrap_or(if options.quick { 1 } else { 3 }),
     };
     type Step = fn(&mut Bench) -> Workload;
     let all: [(&str, Step); 8] = [
@@ -206,6 +247,7 @@ struct Bench {
     pair: CyrusPair,
     rng: Rng,
     sizes: Sizes,
+    rounds: usize,
 }
 
 /// The CPU meters of both instances over a measured window.
@@ -364,7 +406,7 @@ impl Bench {
     /// replicator that starts in the measured window; time to convergence.
     fn backlog_run(
         &mut self,
-        kind: Kind,
+        slot: Slot,
         variant: &str,
         lines: &[String],
         users: &[String],
@@ -381,7 +423,8 @@ impl Bench {
         let mut sides = Sides::open(&self.pair);
         let want = sides.master(names);
         assert_eq!(want.len(), names.len(), "mailboxes missing on the master");
-        let mut run = Run::new(kind, variant);
+        let kind = slot.kind;
+        let mut run = Run::new(kind, variant).in_round(slot.round);
         let window = self.window(&sides, &[], &[]);
         let mut rep = Replicator::start(kind, &self.pair);
         let wall = sides
@@ -517,10 +560,8 @@ impl Bench {
     /// W2: 2 000 messages queued for one user, then the replicator starts.
     fn w2_backlog_one_user(&mut self) -> Workload {
         let n = self.sizes.w2_messages;
-        let users: Vec<String> = Kind::BOTH
-            .iter()
-            .map(|k| format!("w2{}", k.tag()))
-            .collect();
+        let slots = slots(self.rounds);
+        let users: Vec<String> = slots.iter().map(|s| format!("w2{}", s.tag())).collect();
         let inboxes: Vec<String> = users.iter().map(|u| format!("user.{u}")).collect();
         self.create(&inboxes);
         self.replicate_setup(&users);
@@ -528,10 +569,10 @@ impl Bench {
         self.deliver_many(n, &|_| rcpts.clone(), &|i| message(i, "w2 backlog"));
         let lines = self.take_log();
         let mut runs = Vec::new();
-        for (kind, user) in Kind::BOTH.into_iter().zip(&users) {
+        for (slot, user) in slots.into_iter().zip(&users) {
             let names = vec![format!("user.{user}")];
             runs.push(self.backlog_run(
-                kind,
+                slot,
                 "backlog",
                 &lines,
                 std::slice::from_ref(user),
@@ -542,7 +583,10 @@ impl Bench {
         Workload {
             id: "W2".into(),
             title: "backlog, one user".into(),
-            params: format!("{n} messages delivered with the replicator stopped, then started"),
+            params: format!(
+                "{n} messages delivered with the replicator stopped, then started; {} round(s)",
+                self.rounds
+            ),
             runs,
         }
     }
@@ -550,30 +594,34 @@ impl Bench {
     /// W3: 20 users × 200 messages queued, then the replicator starts.
     fn w3_backlog_many_users(&mut self) -> Workload {
         let (u, n) = (self.sizes.w3_users, self.sizes.w3_messages);
-        let users = |kind: Kind| -> Vec<String> {
-            (0..u).map(|i| format!("w3{}{i:02}", kind.tag())).collect()
+        let slots = slots(self.rounds);
+        let users = |slot: Slot| -> Vec<String> {
+            (0..u).map(|i| format!("w3{}u{i:02}", slot.tag())).collect()
         };
-        let all: Vec<String> = Kind::BOTH.iter().flat_map(|k| users(*k)).collect();
+        let all: Vec<String> = slots.iter().flat_map(|s| users(*s)).collect();
         let inboxes: Vec<String> = all.iter().map(|u| format!("user.{u}")).collect();
         self.create(&inboxes);
         self.replicate_setup(&all);
-        let (sc, cy) = (users(Kind::SyncClient), users(Kind::Cyrsync));
+        let per_slot: Vec<Vec<String>> = slots.iter().map(|s| users(*s)).collect();
         self.deliver_many(
             u * n,
-            &|i| vec![sc[i % u].clone(), cy[i % u].clone()],
+            &|i| per_slot.iter().map(|us| us[i % u].clone()).collect(),
             &|i| message(i, &format!("w3 user {}", i % u)),
         );
         let lines = self.take_log();
         let mut runs = Vec::new();
-        for kind in Kind::BOTH {
-            let mine = users(kind);
+        for slot in slots {
+            let mine = users(slot);
             let names: Vec<String> = mine.iter().map(|u| format!("user.{u}")).collect();
-            runs.push(self.backlog_run(kind, "backlog", &lines, &mine, &names, u * n));
+            runs.push(self.backlog_run(slot, "backlog", &lines, &mine, &names, u * n));
         }
         Workload {
             id: "W3".into(),
             title: "backlog, many users".into(),
-            params: format!("{u} users × {n} messages delivered with the replicator stopped"),
+            params: format!(
+                "{u} users × {n} messages delivered with the replicator stopped; {} round(s)",
+                self.rounds
+            ),
             runs,
         }
     }
@@ -583,11 +631,12 @@ impl Bench {
     fn w4_seed_large_mailbox(&mut self) -> Workload {
         let n = self.sizes.w4_messages;
         let batches = [DEFAULT_BATCHSIZE, self.sizes.w4_small_batch];
-        let user = |kind: Kind, b: usize| format!("w4{}b{b}", kind.tag());
+        let slots = slots(self.rounds);
+        let user = |slot: Slot, b: usize| format!("w4{}b{b}", slot.tag());
         let mut all = Vec::new();
         for b in batches {
-            for kind in Kind::BOTH {
-                all.push(user(kind, b));
+            for slot in &slots {
+                all.push(user(*slot, b));
             }
         }
         let inboxes: Vec<String> = all.iter().map(|u| format!("user.{u}")).collect();
@@ -600,11 +649,11 @@ impl Bench {
         for b in batches {
             self.pair
                 .set_master_option("sync_batchsize", &b.to_string());
-            for kind in Kind::BOTH {
-                let u = user(kind, b);
+            for slot in &slots {
+                let u = user(*slot, b);
                 let names = vec![format!("user.{u}")];
                 runs.push(self.backlog_run(
-                    kind,
+                    *slot,
                     &format!("sync_batchsize: {b}"),
                     &lines,
                     &[u],
@@ -618,7 +667,10 @@ impl Bench {
         Workload {
             id: "W4".into(),
             title: "seeding one large mailbox".into(),
-            params: format!("{n} messages in a mailbox the replica does not have"),
+            params: format!(
+                "{n} messages in a mailbox the replica does not have; {} round(s)",
+                self.rounds
+            ),
             runs,
         }
     }
@@ -627,36 +679,30 @@ impl Bench {
     /// allows while the replicator runs; time until the replica agrees.
     fn w5_flag_storm(&mut self) -> Workload {
         let (m, changes) = (self.sizes.w5_messages, self.sizes.w5_changes);
-        let folders = |kind: Kind| -> Vec<String> {
-            let user = format!("w5{}", kind.tag());
+        let slots = slots(self.rounds);
+        let folders = |slot: Slot| -> Vec<String> {
+            let user = format!("w5{}", slot.tag());
             let mut v = vec![format!("user.{user}")];
             v.extend((1..5).map(|f| format!("user.{user}.f{f}")));
             v
         };
-        let all: Vec<String> = Kind::BOTH.iter().flat_map(|k| folders(*k)).collect();
+        let all: Vec<String> = slots.iter().flat_map(|s| folders(*s)).collect();
         self.create(&all);
-        let rcpt = |kind: Kind, f: usize| {
-            let user = format!("w5{}", kind.tag());
+        let rcpt = |slot: Slot, f: usize| {
+            let user = format!("w5{}", slot.tag());
             if f == 0 { user } else { format!("{user}+f{f}") }
         };
         self.deliver_many(
             5 * m,
-            &|i| {
-                Kind::BOTH
-                    .iter()
-                    .map(|k| rcpt(*k, i % 5))
-                    .collect::<Vec<_>>()
-            },
+            &|i| slots.iter().map(|s| rcpt(*s, i % 5)).collect::<Vec<_>>(),
             &|i| message(i, "w5 storm"),
         );
-        let users: Vec<String> = Kind::BOTH
-            .iter()
-            .map(|k| format!("w5{}", k.tag()))
-            .collect();
+        let users: Vec<String> = slots.iter().map(|s| format!("w5{}", s.tag())).collect();
         self.replicate_setup(&users);
         let mut runs = Vec::new();
-        for kind in Kind::BOTH {
-            let names = folders(kind);
+        for slot in slots {
+            let kind = slot.kind;
+            let names = folders(slot);
             let mut rep = Replicator::start(kind, &self.pair);
             std::thread::sleep(Duration::from_secs(2));
             let mut conns: Vec<Imap> = names
@@ -673,7 +719,7 @@ impl Bench {
                 .collect();
             let mut sides = Sides::open(&self.pair);
             let mut flagged: BTreeSet<(usize, u64)> = BTreeSet::new();
-            let mut run = Run::new(kind, "while the replicator runs");
+            let mut run = Run::new(kind, "while the replicator runs").in_round(slot.round);
             let window = self.window(&sides, &own, &[]);
             rep.reset_cpu();
             for i in 0..changes {
@@ -717,7 +763,8 @@ impl Bench {
             id: "W5".into(),
             title: "flag storm".into(),
             params: format!(
-                "{changes} flag changes (UID STORE ±\\Flagged, one per command) across 5 mailboxes of {m} messages, while the replicator runs"
+                "{changes} flag changes (UID STORE ±\\Flagged, one per command) across 5 mailboxes of {m} messages, while the replicator runs; {} round(s)",
+                self.rounds
             ),
             runs,
         }
@@ -862,8 +909,9 @@ impl Bench {
         let mut runs = Vec::new();
         for (kind, user) in Kind::BOTH.into_iter().zip(&users) {
             let names = vec![format!("user.{user}")];
+            let slot = Slot { kind, round: 0 };
             let mut run =
-                self.backlog_run(kind, "seed", &lines, std::slice::from_ref(user), &names, n);
+                self.backlog_run(slot, "seed", &lines, std::slice::from_ref(user), &names, n);
             run.metrics.insert(
                 "megabytes_per_second".into(),
                 n as f64 * BIG_MESSAGE as f64 / 1e6 / run.wall_seconds,

@@ -1186,21 +1186,10 @@ impl Engine {
         self.phase(full.name(), Phase::Message);
         let total = missing.len() as u64;
         let mut done = 0u64;
+        let missing = self.upload_local(full, missing, &mut done, total).await?;
         let mut spool = Spool::new();
         for r in missing {
             done += 1;
-            if self.copy_local_body(full, r, &mut spool) {
-                self.stats.local_bodies += 1;
-                if let Some(o) = &self.observer {
-                    o.upload(done, total, self.stats.bytes_uploaded + spool.bytes());
-                }
-                if spool.len() >= self.options.upload_messages
-                    || spool.bytes() >= self.options.upload_bytes
-                {
-                    self.send_spool(&mut spool).await?;
-                }
-                continue;
-            }
             let fetch = Command::get(
                 "FETCH",
                 Value::kvlist(
@@ -1236,30 +1225,116 @@ impl Engine {
         self.send_spool(&mut spool).await
     }
 
-    /// The body of `r` from the master's spool file, when the local reader
-    /// has it and it is the message its GUID names; else the caller uses
-    /// `GET FETCH`.
-    fn copy_local_body(&mut self, full: &MailboxState, r: &Record, spool: &mut Spool) -> bool {
-        let Some(reader) = self.local.as_mut() else {
-            return false;
+    /// Sends the bodies of `missing` that the local reader can take from the
+    /// master's spool files, in groups of one `APPLY MESSAGE`; returns the
+    /// records left to `GET FETCH`. Each group is read (and checked against
+    /// its GUID) on a blocking thread while the group before it is sent and
+    /// stored by the replica — the overlap sync_client gets by streaming
+    /// each file as it reads it.
+    async fn upload_local<'r>(
+        &mut self,
+        full: &MailboxState,
+        missing: Vec<&'r Record>,
+        done: &mut u64,
+        total: u64,
+    ) -> Result<Vec<&'r Record>, EngineError> {
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        let Some(reader) = self.local.take() else {
+            return Ok(missing);
         };
-        let literal = FileLiteral {
-            partition: full.partition().to_string(),
-            guid: r.guid.clone(),
-            size: r.size,
-        };
-        let before = spool.len();
-        let result = reader.copy_body(full.uniqueid(), r.uid, &literal, spool);
-        if matches!(result, Ok(true)) {
-            return true;
+        let groups = upload_groups(
+            &missing,
+            self.options.upload_messages,
+            self.options.upload_bytes,
+        );
+        let mut left = Vec::new();
+        let mut pending = Some(self.read_group(reader, full, &missing, &groups[0], *done, total));
+        for (k, group) in groups.iter().enumerate() {
+            let Some(task) = pending.take() else {
+                break;
+            };
+            let Ok((reader, mut spool, failed)) = task.await else {
+                // The reading thread panicked: the reader is gone, and the
+                // protocol serves what is left of this mailbox.
+                left.extend(groups[k..].iter().flatten().map(|&i| missing[i]));
+                return Ok(left);
+            };
+            self.stats.local_bodies += (group.len() - failed.len()) as u64;
+            *done += group.len() as u64;
+            left.extend(failed.iter().map(|&i| missing[i]));
+            match groups.get(k + 1) {
+                Some(next) => {
+                    pending = Some(self.read_group(reader, full, &missing, next, *done, total));
+                }
+                None => self.local = Some(reader),
+            }
+            if let Err(e) = self.send_spool(&mut spool).await {
+                if let Some(task) = pending.take()
+                    && let Ok((reader, _, _)) = task.await
+                {
+                    self.local = Some(reader);
+                }
+                return Err(e);
+            }
         }
-        if spool.len() > before {
-            spool.discard_last();
-        }
-        if let Err(e) = result {
-            tracing::debug!("{}: body of UID {} with GET FETCH: {e}", full.name(), r.uid);
-        }
-        false
+        Ok(left)
+    }
+
+    /// Starts reading the bodies of `missing[i]` for every `i` of `group`
+    /// into a new spool on a blocking thread; gives back the reader, the
+    /// spool and the indexes it could not read.
+    fn read_group(
+        &self,
+        mut reader: LocalReader,
+        full: &MailboxState,
+        missing: &[&Record],
+        group: &[usize],
+        done_before: u64,
+        total: u64,
+    ) -> tokio::task::JoinHandle<(LocalReader, Spool, Vec<usize>)> {
+        let uniqueid = full.uniqueid().to_string();
+        let name = full.name().to_string();
+        let bodies: Vec<(usize, u32, FileLiteral)> = group
+            .iter()
+            .map(|&i| {
+                let r = missing[i];
+                let literal = FileLiteral {
+                    partition: full.partition().to_string(),
+                    guid: r.guid.clone(),
+                    size: r.size,
+                };
+                (i, r.uid, literal)
+            })
+            .collect();
+        let observer = self.observer.clone();
+        let bytes_before = self.stats.bytes_uploaded;
+        tokio::task::spawn_blocking(move || {
+            let mut spool = Spool::new();
+            let mut failed = Vec::new();
+            for (n, (i, uid, literal)) in bodies.iter().enumerate() {
+                let before = spool.len();
+                let result = reader.copy_body(&uniqueid, *uid, literal, &mut spool);
+                if !matches!(result, Ok(true)) {
+                    if spool.len() > before {
+                        spool.discard_last();
+                    }
+                    if let Err(e) = result {
+                        tracing::debug!("{name}: body of UID {uid} with GET FETCH: {e}");
+                    }
+                    failed.push(*i);
+                }
+                if let Some(o) = &observer {
+                    o.upload(
+                        done_before + n as u64 + 1,
+                        total,
+                        bytes_before + spool.bytes(),
+                    );
+                }
+            }
+            (reader, spool, failed)
+        })
     }
 
     async fn send_spool(&mut self, spool: &mut Spool) -> Result<(), EngineError> {
@@ -1350,6 +1425,30 @@ enum Mode {
     Full,
 }
 
+/// Splits `records` (indexes into it) into groups of one `APPLY MESSAGE`:
+/// at most `max_messages` and about `max_bytes` each, and — so that reading
+/// one group overlaps sending another — in at least four groups when there
+/// are enough messages for that to pay (16 or more per group).
+fn upload_groups(records: &[&Record], max_messages: usize, max_bytes: u64) -> Vec<Vec<usize>> {
+    let per_group = (records.len() / 4).clamp(16, max_messages.max(16));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0u64;
+    for (i, r) in records.iter().enumerate() {
+        let full = groups
+            .last()
+            .is_none_or(|g| g.len() >= per_group || (bytes >= max_bytes && !g.is_empty()));
+        if full {
+            groups.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += r.size;
+        if let Some(g) = groups.last_mut() {
+            g.push(i);
+        }
+    }
+    groups
+}
+
 /// The header of an intermediate `sync_batchsize` step, as sync_client's
 /// partial sync writes it (`sync_prepare_dlists` with `ispartial`).
 fn partial_header(
@@ -1390,5 +1489,54 @@ pub fn inbox_name(userid: &str) -> String {
     match userid.split_once('@') {
         Some((local, domain)) => format!("{domain}!user.{}", local.replace('.', "^")),
         None => format!("user.{}", userid.replace('.', "^")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(uid: u32, size: u64) -> Record {
+        let kv = KvList::new()
+            .with("UID", Value::num(u64::from(uid)))
+            .with("MODSEQ", Value::num(1))
+            .with("FLAGS", Value::list([]))
+            .with("SIZE", Value::num(size))
+            .with("GUID", "0123456789abcdef0123456789abcdef01234567");
+        Record::from_owned(Value::KvList(kv)).unwrap()
+    }
+
+    fn groups(sizes: &[u64], max_messages: usize, max_bytes: u64) -> Vec<usize> {
+        let records: Vec<Record> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| record(i as u32 + 1, *s))
+            .collect();
+        let refs: Vec<&Record> = records.iter().collect();
+        let g = upload_groups(&refs, max_messages, max_bytes);
+        let flat: Vec<usize> = g.iter().flatten().copied().collect();
+        assert_eq!(
+            flat,
+            (0..sizes.len()).collect::<Vec<_>>(),
+            "every record once, in order"
+        );
+        g.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn upload_groups_overlap_reading_and_sending() {
+        // Few messages: one group.
+        assert_eq!(groups(&[100; 10], 1024, 64 << 20), vec![10]);
+        // Enough for four groups of 16 or more.
+        assert_eq!(groups(&[100; 100], 1024, 64 << 20), vec![25, 25, 25, 25]);
+        // Many: capped by the messages per APPLY MESSAGE.
+        assert_eq!(groups(&[100; 3000], 1024, 64 << 20), vec![750; 4]);
+        assert_eq!(
+            groups(&[100; 5000], 1024, 64 << 20),
+            vec![1024, 1024, 1024, 1024, 904]
+        );
+        // Large bodies: a new group once the bytes are reached.
+        assert_eq!(groups(&[30 << 20; 5], 1024, 64 << 20), vec![3, 2]);
+        assert!(groups(&[], 1024, 64 << 20).is_empty());
     }
 }
