@@ -39,6 +39,7 @@ fn main() {
         rounds: None,
     };
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut render_from: Option<PathBuf> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             // cargo bench passes --bench to harness=false targets.
@@ -56,6 +57,8 @@ fn main() {
                 options.seed = args.next().and_then(|s| s.parse().ok()).expect("--seed N");
             }
             "--out" => out = PathBuf::from(args.next().expect("--out DIR")),
+            // Writes BENCHMARKS.md again from a BENCHMARKS.json, running nothing.
+            "--render" => render_from = Some(PathBuf::from(args.next().expect("--render FILE"))),
             "--rounds" => {
                 options.rounds = Some(
                     args.next()
@@ -72,12 +75,21 @@ fn main() {
             }
             "-h" | "--help" => {
                 println!(
-                    "cargo bench --bench replication -- [--quick] [--only W1,W2,…] [--seed N] [--rounds N] [--set KEY=VALUE]… [--out DIR]"
+                    "cargo bench --bench replication -- [--quick] [--only W1,W2,…] [--seed N] [--rounds N] [--set KEY=VALUE]… [--out DIR] | --render BENCHMARKS.json"
                 );
                 return;
             }
             other => panic!("unknown argument {other:?} (try --help)"),
         }
+    }
+    if let Some(json) = render_from {
+        let raw: report::Raw =
+            serde_json::from_slice(&std::fs::read(&json).expect("read --render file"))
+                .expect("a BENCHMARKS.json");
+        let (md, _) = report::render(&raw.machine, &raw.workloads);
+        std::fs::write(out.join("BENCHMARKS.md"), &md).expect("write BENCHMARKS.md");
+        println!("{md}");
+        return;
     }
     let results = workloads::run_all(&options);
     let base = std::env::var_os("CYRSYNC_PAIR_BASE")

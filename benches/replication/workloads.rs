@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::measure::{InstanceMeter, Rng, quantile, server_pid};
 use crate::replicator::{Kind, Replicator};
@@ -38,7 +38,7 @@ pub struct Options {
 }
 
 /// One workload's results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Workload {
     /// `W1` … `W7`.
     pub id: String,
@@ -51,7 +51,7 @@ pub struct Workload {
 }
 
 /// One replicator on one variant of a workload.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Run {
     /// `sync_client` or `cyrsync`.
     pub replicator: String,
