@@ -3,9 +3,7 @@
 //! by user over the workers, write back what must be retried, and only then
 //! remove `log-run`. An idle channel sleeps until the log changes (inotify or
 //! kqueue, with a polling fallback); `sync_repeat_interval` is the minimum
-//! time between two runs, so a new entry on an idle channel goes out at once,
-//! and while the log has a backlog runs follow each other at once, as
-//! sync_client's do.
+//! time between two runs, so a new entry on an idle channel goes out at once.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,8 +121,6 @@ pub async fn run_channel(
     };
     let mut last_run: Option<Instant> = None;
     let mut last_any_run: Option<Instant> = None;
-    // The last run left entries waiting in the log (written meanwhile).
-    let mut backlog = false;
     monitor.event(
         "info",
         format!(
@@ -159,16 +155,8 @@ pub async fn run_channel(
         // channel replicates at once. Runs that changed nothing are still
         // kept NOOP_RUN_SPACING apart, so that a writer logging lines that
         // need no replication cannot keep us busy.
-        // While the log has a backlog the next run starts at once, as
-        // sync_client loops without sleeping as long as its log has work:
-        // a storm is followed run after run, not once per interval.
-        let spacing = if backlog {
-            Duration::ZERO
-        } else {
-            ch.repeat_interval
-        };
         let next = [
-            last_run.map(|t| t + spacing),
+            last_run.map(|t| t + ch.repeat_interval),
             last_any_run.map(|t| t + ch.repeat_interval.min(NOOP_RUN_SPACING)),
         ]
         .into_iter()
@@ -288,8 +276,6 @@ pub async fn run_channel(
         if applied > 0 || !relog.is_empty() {
             last_run = Some(started);
         }
-        // Entries written back for a retry wait for the interval.
-        backlog = relog.is_empty() && log_has_entries(reader.log_path());
         if !relog.is_empty() {
             // Nothing lost: what failed goes back to the log for a later run.
             writer.append(&relog)?;
@@ -348,11 +334,6 @@ pub async fn run_channel(
         }
     });
     Ok(())
-}
-
-/// Whether `log` holds entries (an empty file is a writer's, about to write).
-fn log_has_entries(log: &std::path::Path) -> bool {
-    std::fs::metadata(log).is_ok_and(|m| m.len() > 0)
 }
 
 fn shutdown_requested(path: Option<&PathBuf>) -> bool {
