@@ -99,6 +99,7 @@ pub async fn run_channel(
         monitor.event("warn", w);
     }
     let cache = opened.cache;
+    let mut last_flush = Instant::now();
     let mut workers: Vec<Worker> = (0..ch.workers.max(1))
         .map(|id| Worker::new(id, ch.clone(), monitor.clone()).with_cache(cache.clone()))
         .collect();
@@ -184,6 +185,7 @@ pub async fn run_channel(
                 }
                 idle
             });
+            flush_cache_now_and_then(cache.as_ref(), &mut last_flush).await;
             // Sleep until the log changes; wake regularly for the shutdown
             // file and as a fallback when no watcher is available.
             let poll = if !watch.watching() || ch.shutdown_file.is_some() {
@@ -296,11 +298,7 @@ pub async fn run_channel(
             break;
         }
         run.finish()?;
-        if let Some(c) = &cache {
-            // One fsync per run, off the async threads.
-            let c = c.clone();
-            let _ = tokio::task::spawn_blocking(move || c.flush()).await;
-        }
+        flush_cache_now_and_then(cache.as_ref(), &mut last_flush).await;
         monitor.update(|v| {
             v.queue.run_entries = 0;
             v.queue.run_total = 0;
@@ -334,6 +332,27 @@ pub async fn run_channel(
         }
     });
     Ok(())
+}
+
+/// How often the target-state cache is made durable while the channel
+/// works. A commit costs an fsync and more CPU than a small run itself; what
+/// a crash loses in between is only cache (every entry is a state the
+/// replica really had, and a stale or missing one is read from the replica).
+const CACHE_FLUSH_EVERY: Duration = Duration::from_secs(5);
+
+/// Commits the cache, off the async threads, when the last commit is
+/// [`CACHE_FLUSH_EVERY`] old.
+async fn flush_cache_now_and_then(
+    cache: Option<&Arc<crate::cache::TargetCache>>,
+    last_flush: &mut Instant,
+) {
+    if let Some(c) = cache
+        && last_flush.elapsed() >= CACHE_FLUSH_EVERY
+    {
+        *last_flush = Instant::now();
+        let c = c.clone();
+        let _ = tokio::task::spawn_blocking(move || c.flush()).await;
+    }
 }
 
 fn shutdown_requested(path: Option<&PathBuf>) -> bool {
