@@ -1,10 +1,10 @@
 //! The local reader: a mailbox's records straight from its `cyrus.index` on
 //! the master host, under the shared lock Cyrus's own readers take, for the
 //! milliseconds of one read; [`super::locate`] finds the files. The
-//! mailbox-level fields come from
-//! the protocol's `GET MAILBOXES`, which the engine reads anyway; the index
-//! must agree with them (HIGHESTMODSEQ, LAST_UID, UIDVALIDITY, both sync
-//! CRCs) or the read is refused and the protocol answers instead.
+//! mailbox-level fields come from the protocol's `GET MAILBOXES`, which the
+//! engine reads anyway; the index must agree with them (HIGHESTMODSEQ,
+//! LAST_UID, UIDVALIDITY, both sync CRCs) or the read is refused and the
+//! protocol answers instead.
 
 use std::fs::File;
 use std::io::Read;
