@@ -163,7 +163,15 @@ fn tui_shows_queue_and_progress_pauses_resumes_and_quits_cleanly() {
     for _ in 0..n {
         lmtp.deliver("perf", &body);
     }
-    let c = default_channel(&status_json(&pair));
+    // The daemon measures its queue once a second: wait for the next look.
+    let counted = Instant::now();
+    let c = loop {
+        let c = default_channel(&status_json(&pair));
+        if c["waiting"].as_u64().unwrap() >= n || counted.elapsed() > Duration::from_secs(5) {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let waiting = c["waiting"].as_u64().unwrap();
     assert!(waiting >= n, "queue {waiting} < {n}: {c}");
     tmux.wait_for(
