@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::daemon::status_json;
 use support::imap::Imap;
 use support::lmtp::{Lmtp, message};
 use support::pair::{CyrusPair, REPL_PASSWORD, free_port};
@@ -99,22 +100,6 @@ fn metric(body: &str, series: &str) -> Option<f64> {
 
 fn need(body: &str, series: &str) -> f64 {
     metric(body, series).unwrap_or_else(|| panic!("no {series} in\n{body}"))
-}
-
-fn status_json(pair: &CyrusPair) -> serde_json::Value {
-    let out = Command::new(bin())
-        .arg("-C")
-        .arg(pair.master.imapd_conf())
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "status --json: {e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn converge(pair: &CyrusPair, user: &str, limit: Duration) {
