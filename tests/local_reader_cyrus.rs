@@ -116,6 +116,16 @@ fn local_records_equal_get_fullmailbox_field_for_field() {
     );
 
     let mut master = Csync::connect(pair.master.csync_port, REPL_USER, REPL_PASSWORD);
+    // imapd.conf names the partition and leaves mailbox_legacy_dirs off:
+    // the first mailbox is placed before any mbpath run.
+    let (listed, _) = protocol(&mut master, "user.alice");
+    let first = reader
+        .location(listed.uniqueid(), listed.partition())
+        .expect("location derived from imapd.conf");
+    assert!(
+        first.derived && first.meta.join("cyrus.header").is_file(),
+        "{first:?}"
+    );
     let mut compared = 0;
     for user in ["alice", "bob"] {
         for name in all_mailboxes(&mut master, user) {

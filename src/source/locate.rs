@@ -9,9 +9,14 @@
 //! every channel, across reconnects — and, once `mbpath` has shown that a
 //! partition stores mailboxes by uniqueid (`<root>/uuid/<c0>/<c1>/<id>`, as
 //! Cyrus's `mboxname_id_hash` builds it), the directories of the other
-//! mailboxes of that partition are derived the same way. A derived location
-//! is only a guess: the reader checks the uniqueid in `cyrus.header` and
-//! each body's SHA-1, and a wrong guess sends that mailbox back to `mbpath`.
+//! mailboxes of that partition are derived the same way. Where imapd.conf
+//! itself says that new mailboxes go by uniqueid (Cyrus 3.6's default,
+//! `mailbox_legacy_dirs: no`) and names the partition's roots, the layout is
+//! taken from it before any `mbpath` run: the first changed mailbox of a
+//! run then costs no process start either. A derived location is only a
+//! guess: the reader checks the uniqueid in `cyrus.header` and each body's
+//! SHA-1, and a wrong guess (a mailbox created before an upgrade, with a
+//! name-based directory) sends that mailbox back to `mbpath`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -46,6 +51,8 @@ struct Known {
     /// Mailboxes whose derived location was wrong (legacy name-based
     /// storage): only `mbpath` places them.
     underivable: HashSet<String>,
+    /// Partitions whose roots imapd.conf was asked for.
+    configured: HashSet<String>,
 }
 
 static LOCATIONS: Mutex<Option<HashMap<PathBuf, Known>>> = Mutex::new(None);
@@ -89,6 +96,39 @@ fn uuid_path(root: &Path, uniqueid: &str) -> Option<PathBuf> {
     )
 }
 
+/// A partition's uuid roots as imapd.conf gives them, when it says that
+/// new mailboxes are stored by uniqueid (`mailbox_legacy_dirs` off, Cyrus
+/// 3.6's default) and `cyrus.header` and `cyrus.index` lie together: on the
+/// spool partition, or both on its metapartition (`metapartition_files`).
+fn configured_roots(conf: &crate::config::file::ImapdConf, partition: &str) -> Option<UuidRoots> {
+    let value = |key: &str| conf.get(key).map(|e| e.value.as_str());
+    let legacy = value("mailbox_legacy_dirs")
+        .and_then(crate::config::value::parse_switch)
+        .unwrap_or(false);
+    if legacy {
+        return None;
+    }
+    let data = PathBuf::from(value(&format!("partition-{partition}"))?);
+    let meta_files: Vec<String> = value("metapartition_files")
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let on_meta = |f: &str| meta_files.iter().any(|m| m == f);
+    let meta = match value(&format!("metapartition-{partition}")) {
+        Some(root) if on_meta("header") && on_meta("index") => PathBuf::from(root),
+        // One on each side: only mbpath can say.
+        Some(_) if on_meta("header") || on_meta("index") => return None,
+        _ => data.clone(),
+    };
+    let archive = value(&format!("archivepartition-{partition}")).map(PathBuf::from);
+    Some(UuidRoots {
+        meta,
+        data,
+        archive,
+    })
+}
+
 /// The root under which `path` is `uuid/<c0>/<c1>/<uniqueid>`, if it is.
 fn uuid_root(path: &Path, uniqueid: &str) -> Option<PathBuf> {
     let root = path.ancestors().nth(4)?;
@@ -113,6 +153,12 @@ impl Locator {
             }
             if k.underivable.contains(uniqueid) {
                 return None;
+            }
+            if !k.roots.contains_key(partition) && k.configured.insert(partition.to_string()) {
+                let conf = crate::config::file::ImapdConf::load(&self.config);
+                if let Some(roots) = conf.ok().and_then(|c| configured_roots(&c, partition)) {
+                    k.roots.insert(partition.to_string(), roots);
+                }
             }
             let roots = k.roots.get(partition)?;
             Some(Dirs {
@@ -289,5 +335,51 @@ mod tests {
         // Not derivable any more, and mbpath (absent here) cannot say: an
         // error, which makes the reader use the protocol.
         assert!(loc.dirs("abcdef", "default").is_err());
+    }
+
+    fn roots(text: &str, partition: &str) -> Option<UuidRoots> {
+        let conf =
+            crate::config::file::ImapdConf::parse_str(Path::new("imapd.conf"), text).unwrap();
+        configured_roots(&conf, partition)
+    }
+
+    #[test]
+    fn roots_come_from_imapd_conf_where_it_says_enough() {
+        let r = roots("partition-default: /var/spool/cyrus/mail\n", "default").unwrap();
+        assert_eq!(r.meta, Path::new("/var/spool/cyrus/mail"));
+        assert_eq!(r.data, Path::new("/var/spool/cyrus/mail"));
+        assert!(r.archive.is_none());
+        // Another partition, or none named: nothing to derive from.
+        assert!(roots("partition-default: /a\n", "other").is_none());
+        // Legacy directories for new mailboxes: mbpath decides.
+        assert!(
+            roots(
+                "partition-default: /a\nmailbox_legacy_dirs: yes\n",
+                "default"
+            )
+            .is_none()
+        );
+        // Header and index on the metapartition, archive beside.
+        let r = roots(
+            "partition-p2: /d\nmetapartition-p2: /m\nmetapartition_files: header index cache\narchivepartition-p2: /arch\n",
+            "p2",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.meta.as_path(), r.data.as_path()),
+            (Path::new("/m"), Path::new("/d"))
+        );
+        assert_eq!(r.archive.as_deref(), Some(Path::new("/arch")));
+        // A metapartition that holds no header or index changes nothing.
+        let r = roots("partition-p2: /d\nmetapartition-p2: /m\n", "p2").unwrap();
+        assert_eq!(r.meta, Path::new("/d"));
+        // Header and index apart: only mbpath can say.
+        assert!(
+            roots(
+                "partition-p2: /d\nmetapartition-p2: /m\nmetapartition_files: index\n",
+                "p2"
+            )
+            .is_none()
+        );
     }
 }
