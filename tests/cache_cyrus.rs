@@ -39,7 +39,15 @@ impl SessionObserver for Recorder {
     fn sent(&self, what: &str, _line: &str) {
         self.0.lock().unwrap().push(what.to_string());
     }
-    fn answered(&self, _what: &str, _outcome: &str, _elapsed: Duration, _traffic: Traffic) {}
+    fn answered(
+        &self,
+        _what: &str,
+        _outcome: &str,
+        _elapsed: Duration,
+        _traffic: Traffic,
+        _waiting: Option<&cyrsync::proto::session::InFlight>,
+    ) {
+    }
 }
 
 /// Runs `f` on a thread with room for the engine's deep futures (debug

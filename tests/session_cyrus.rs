@@ -369,3 +369,96 @@ fn a_non_admin_is_told_to_join_admins() {
         }
     }
 }
+
+#[test]
+fn pipelined_commands_are_answered_in_order_and_a_no_leaves_the_session_usable() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    let rt = rt();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let path = conf_dir.path().join("imapd.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "configdirectory: {}\nsync_host: 127.0.0.1\nsync_port: {port}\nsync_authname: repl\nsync_password: pw\ncyrsync_allow_plaintext: yes\n",
+            conf_dir.path().display()
+        ),
+    )
+    .unwrap();
+    let conf = ImapdConf::load(&path).unwrap();
+    let ch = Settings::resolve(&conf, &[]).unwrap().channels[0]
+        .config
+        .clone();
+    let opts = ConnectOptions::replica(&ch).unwrap();
+
+    // A peer that reads both commands before it answers either: the client
+    // must have sent the second without waiting for the first's answer.
+    let peer = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut out = conn.try_clone().unwrap();
+        let mut lines = BufReader::new(conn);
+        out.write_all(b"* SASL PLAIN\r\n* OK mock sync server\r\n")
+            .unwrap();
+        let mut line = String::new();
+        lines.read_line(&mut line).unwrap();
+        assert!(line.starts_with("AUTHENTICATE PLAIN"), "{line}");
+        out.write_all(b"OK success\r\n").unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            line.clear();
+            lines.read_line(&mut line).unwrap();
+            seen.push(line.trim_end().to_string());
+        }
+        out.write_all(
+            b"NO IMAP_MAILBOX_NONEXISTENT Mailbox does not exist\r\n* MAILBOX %(MBOXNAME user.b)\r\nOK success\r\n",
+        )
+        .unwrap();
+        line.clear();
+        lines.read_line(&mut line).unwrap();
+        seen.push(line.trim_end().to_string());
+        out.write_all(b"OK success\r\n").unwrap();
+        seen
+    });
+    let (first, second, third, oldest) = rt.block_on(async {
+        let mut s = Session::connect(&opts).await.unwrap();
+        let mut none = MemoryBodies::default();
+        let a = s
+            .send_streaming(
+                Command::get("MAILBOXES", Value::atom_list(["user.a"])),
+                &mut none,
+            )
+            .await
+            .unwrap();
+        let b = s
+            .send_streaming(
+                Command::get("MAILBOXES", Value::atom_list(["user.b"])),
+                &mut none,
+            )
+            .await
+            .unwrap();
+        let oldest = s.in_flight().map(|f| f.what.clone());
+        let first = s.receive(a, &mut none).await;
+        let second = s.receive(b, &mut none).await;
+        assert!(s.in_flight().is_none());
+        let third = s
+            .command(Command::get("MAILBOXES", Value::atom_list(["user.c"])))
+            .await;
+        (first, second, third, oldest)
+    });
+    assert_eq!(oldest.as_deref(), Some("GET MAILBOXES"));
+    let err = first.unwrap_err();
+    assert_eq!(err.cyrus_code(), Some("IMAP_MAILBOX_NONEXISTENT"), "{err}");
+    let items = second.unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(third.unwrap().is_empty());
+    assert_eq!(
+        peer.join().unwrap(),
+        [
+            "GET MAILBOXES (user.a)",
+            "GET MAILBOXES (user.b)",
+            "GET MAILBOXES (user.c)"
+        ]
+    );
+}

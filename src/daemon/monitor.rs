@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::engine::{Observer, Phase};
-use crate::proto::session::SessionObserver;
+use crate::proto::session::{InFlight, SessionObserver};
 use crate::proto::stream::Traffic;
 
 /// Seconds since the epoch.
@@ -336,16 +336,26 @@ impl SessionObserver for SessionSlot {
     fn sent(&self, what: &str, line: &str) {
         self.monitor.update(|v| {
             if let Some(s) = v.sessions.get_mut(self.slot) {
-                s.in_flight = Some((what.to_string(), Instant::now()));
+                // Pipelined commands: the oldest unanswered one is shown.
+                if s.in_flight.is_none() {
+                    s.in_flight = Some((what.to_string(), Instant::now()));
+                }
             }
             self.record(v, 'C', line.to_string());
         });
     }
 
-    fn answered(&self, _what: &str, outcome: &str, elapsed: std::time::Duration, t: Traffic) {
+    fn answered(
+        &self,
+        _what: &str,
+        outcome: &str,
+        elapsed: std::time::Duration,
+        t: Traffic,
+        waiting: Option<&InFlight>,
+    ) {
         self.monitor.update(|v| {
             if let Some(s) = v.sessions.get_mut(self.slot) {
-                s.in_flight = None;
+                s.in_flight = waiting.map(|w| (w.what.clone(), w.since));
                 s.bytes_in = t.wire_in;
                 s.bytes_out = t.wire_out;
             }

@@ -326,6 +326,16 @@ impl BodySource for NoBodies {
     }
 }
 
+/// A command sent with [`Session::send_streaming`] whose answer is still to
+/// be read with [`Session::receive`].
+#[derive(Debug)]
+#[must_use = "the answer must be read before the next command's"]
+pub struct Pending {
+    what: String,
+    tag: Option<String>,
+    since: Instant,
+}
+
 /// The command currently waiting for its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlight {
@@ -343,8 +353,17 @@ pub trait SessionObserver: Send + Sync + std::fmt::Debug {
     /// `what` (`GET MAILBOXES`) was sent; `line` is its first line, shortened.
     fn sent(&self, what: &str, line: &str);
     /// Its answer arrived (`outcome` is `OK`, `NO IMAP_… text`, or the
-    /// transport error) after `elapsed`; `traffic` is the session's total.
-    fn answered(&self, what: &str, outcome: &str, elapsed: Duration, traffic: Traffic);
+    /// transport error) after `elapsed`; `traffic` is the session's total;
+    /// `waiting` is the command sent after it whose answer is now awaited,
+    /// if commands were pipelined.
+    fn answered(
+        &self,
+        what: &str,
+        outcome: &str,
+        elapsed: Duration,
+        traffic: Traffic,
+        waiting: Option<&InFlight>,
+    );
 }
 
 /// An open, authenticated replication session.
@@ -354,7 +373,8 @@ pub struct Session {
     parser: ResponseParser,
     info: SessionInfo,
     next_tag: u32,
-    in_flight: Option<InFlight>,
+    /// Commands sent whose answers are still to be read, oldest first.
+    in_flight: std::collections::VecDeque<InFlight>,
     observer: Option<std::sync::Arc<dyn SessionObserver>>,
 }
 
@@ -575,7 +595,7 @@ impl Session {
             parser,
             info,
             next_tag,
-            in_flight: None,
+            in_flight: Default::default(),
             observer: None,
         };
         if opts.enable_sieve_mailbox && session.info.capabilities.sieve_mailbox {
@@ -614,7 +634,7 @@ impl Session {
 
     /// The command waiting for its answer, for the status view.
     pub fn in_flight(&self) -> Option<&InFlight> {
-        self.in_flight.as_ref()
+        self.in_flight.front()
     }
 
     /// Byte counters.
@@ -641,6 +661,20 @@ impl Session {
         source: &mut (dyn BodySource + Send),
         sink: &mut (dyn BodySink + Send),
     ) -> Result<Vec<Response>, ProtoError> {
+        let pending = self.send_streaming(cmd, source).await?;
+        self.receive(pending, sink).await
+    }
+
+    /// Sends a command, taking file literal bodies from `source`, without
+    /// waiting for its answer: the caller may prepare or send the next one
+    /// while the server works, and must then [`receive`](Self::receive)
+    /// every pending answer in the order the commands were sent (the server
+    /// answers in order). A failed send leaves the session unusable.
+    pub async fn send_streaming(
+        &mut self,
+        cmd: Command,
+        source: &mut (dyn BodySource + Send),
+    ) -> Result<Pending, ProtoError> {
         let what = describe(&cmd);
         let (cmd, tag) = match self.info.transport {
             Transport::Csync => (cmd, None),
@@ -651,7 +685,7 @@ impl Session {
             }
         };
         let since = Instant::now();
-        self.in_flight = Some(InFlight {
+        self.in_flight.push_back(InFlight {
             what: what.clone(),
             since,
         });
@@ -664,30 +698,56 @@ impl Session {
                     };
                     o.sent(&what, &line);
                 }
-                self.exchange(&encoded, tag.as_deref(), &what, source, sink)
-                    .await
+                self.write_command(&encoded, &what, source).await
             }
             Err(e) => Err(self.unexpected(&what, e.to_string())),
         };
-        self.in_flight = None;
-        if let Some(o) = &self.observer {
-            let outcome = match &result {
-                Ok(_) => "OK".to_string(),
-                Err(e) => shorten(&e.to_string()),
-            };
-            o.answered(&what, &outcome, since.elapsed(), self.conn.traffic());
+        match result {
+            Ok(()) => Ok(Pending { what, tag, since }),
+            Err(e) => {
+                self.in_flight.pop_back();
+                self.report_answer(&what, since, Err(&e));
+                Err(e)
+            }
         }
+    }
+
+    /// Reads the answer to `pending`, the oldest command sent and not yet
+    /// answered, handing file literal bodies in it to `sink`.
+    pub async fn receive(
+        &mut self,
+        pending: Pending,
+        sink: &mut (dyn BodySink + Send),
+    ) -> Result<Vec<Response>, ProtoError> {
+        let Pending { what, tag, since } = pending;
+        let result = self.read_answer(tag.as_deref(), &what, sink).await;
+        self.in_flight.pop_front();
+        self.report_answer(&what, since, result.as_ref().map(|_| ()));
         result
     }
 
-    async fn exchange(
+    fn report_answer(&self, what: &str, since: Instant, result: Result<(), &ProtoError>) {
+        if let Some(o) = &self.observer {
+            let outcome = match result {
+                Ok(()) => "OK".to_string(),
+                Err(e) => shorten(&e.to_string()),
+            };
+            o.answered(
+                what,
+                &outcome,
+                since.elapsed(),
+                self.conn.traffic(),
+                self.in_flight.front(),
+            );
+        }
+    }
+
+    async fn write_command(
         &mut self,
         encoded: &Encoded,
-        tag: Option<&str>,
         what: &str,
         source: &mut (dyn BodySource + Send),
-        sink: &mut (dyn BodySink + Send),
-    ) -> Result<Vec<Response>, ProtoError> {
+    ) -> Result<(), ProtoError> {
         let mut buf = vec![0u8; 64 * 1024];
         for fragment in &encoded.fragments {
             match fragment {
@@ -719,8 +779,7 @@ impl Session {
                 }
             }
         }
-        self.conn.flush(what).await?;
-        self.read_answer(tag, what, sink).await
+        self.conn.flush(what).await
     }
 
     async fn read_answer(
