@@ -79,8 +79,10 @@ impl Worker {
             })?;
         let mut source = ConnectOptions::source(&self.channel);
         source.enable_sieve_mailbox = true;
-        let mut s = Session::connect(&source).await?;
-        let mut t = Session::connect(&target).await?;
+        // Both at once: each side's fork, TLS and SASL round trips overlap,
+        // which is most of the first run's latency after a start.
+        let (mut s, mut t) =
+            tokio::try_join!(Session::connect(&source), Session::connect(&target))?;
         let id = self.id;
         s.set_observer(self.monitor.session_observer(2 * id));
         t.set_observer(self.monitor.session_observer(2 * id + 1));

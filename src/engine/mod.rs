@@ -185,12 +185,33 @@ pub struct Engine {
     /// Replica mailboxes `APPLY RESERVE` may search for a message, besides
     /// the one being updated (sync_client lists the mailboxes of the batch).
     reserve_scope: Vec<String>,
+    /// Bodies were sent since the last `RESTART`: the replica's sync_server
+    /// holds them for the session, and only `APPLY RESERVE` finds them.
+    uploaded_since_restart: bool,
     observer: Option<std::sync::Arc<dyn Observer>>,
     /// Reads records from the master's index files, when on the master host.
     local: Option<LocalReader>,
     /// The channel's target-state cache.
     cache: Option<(Arc<TargetCache>, CacheUse)>,
 }
+
+/// Messages in the first `APPLY MESSAGE` of an upload (then doubling).
+const FIRST_GROUP: usize = 32;
+
+/// An `APPLY MESSAGE` sent and not yet answered.
+#[derive(Debug)]
+struct SentGroup {
+    pending: crate::proto::session::Pending,
+    count: u64,
+    bytes: u64,
+}
+
+/// What [`Engine::upload`] leaves unanswered: the last `APPLY MESSAGE`,
+/// whose answer [`Engine::confirm`] reads before the replica is asked
+/// anything else.
+#[derive(Debug)]
+#[must_use = "the last APPLY MESSAGE's answer must be read with confirm"]
+struct Uploading(Option<SentGroup>);
 
 /// Most mailbox names in one `APPLY RESERVE`.
 const RESERVE_SCOPE_MAX: usize = 256;
@@ -207,6 +228,7 @@ impl Engine {
             options,
             stats: SyncStats::default(),
             reserve_scope: Vec::new(),
+            uploaded_since_restart: false,
             observer: None,
             local: None,
             cache: None,
@@ -331,6 +353,7 @@ impl Engine {
     /// `RESTART` on the replica between batches, as sync_client does.
     pub async fn restart(&mut self) -> Result<(), EngineError> {
         self.target.restart().await?;
+        self.uploaded_since_restart = false;
         Ok(())
     }
 
@@ -547,9 +570,11 @@ impl Engine {
             .collect();
         let master_uids: BTreeSet<&str> = master.iter().map(|m| m.uniqueid()).collect();
         let master_names: BTreeSet<&str> = master.iter().map(|m| m.name()).collect();
+        // A replica mailbox that never held a message (LAST_UID 0) has none
+        // to offer.
         self.reserve_scope = master
             .iter()
-            .filter(|m| by_uid.contains_key(m.uniqueid()))
+            .filter(|m| by_uid.get(m.uniqueid()).is_some_and(|r| r.last_uid() > 0))
             .map(|m| m.name().to_string())
             .take(RESERVE_SCOPE_MAX)
             .collect();
@@ -1027,18 +1052,19 @@ impl Engine {
             let chunks: Vec<&[&Record]> = uploads.chunks(batch).collect();
             let mut reached_modseq = since_modseq;
             for chunk in &chunks[..chunks.len() - 1] {
-                self.upload(full, chunk).await?;
+                let uploading = self.upload(full, chunk).await?;
                 let last_uid = chunk.last().map(|r| r.uid).unwrap_or(0);
                 let chunk_modseq = chunk.iter().map(|r| r.modseq).max().unwrap_or(0);
                 reached_modseq = reached_modseq.max(chunk_modseq);
                 let kv = partial_header(full, remote, last_uid, reached_modseq);
                 let recs = chunk.iter().map(|r| r.value().clone());
                 let kv = kv.with("RECORD", Value::list(recs));
+                self.confirm(uploading).await?;
                 self.apply("MAILBOX", Value::KvList(kv)).await?;
             }
             let last = chunks[chunks.len() - 1];
             let done_uid = chunks[chunks.len() - 2].last().map(|r| r.uid).unwrap_or(0);
-            self.upload(full, last).await?;
+            let uploading = self.upload(full, last).await?;
             let final_records: Vec<&Record> = send
                 .iter()
                 .copied()
@@ -1049,6 +1075,7 @@ impl Engine {
                 "RECORD",
                 Value::list(final_records.iter().map(|r| r.value().clone())),
             );
+            self.confirm(uploading).await?;
             self.apply("MAILBOX", Value::KvList(kv)).await?;
             // Cyrus accepted the whole state, its CRCs checked: the replica's
             // mailbox now is the master's header.
@@ -1056,7 +1083,9 @@ impl Engine {
             return Ok(());
         }
 
-        self.upload(full, &uploads).await?;
+        // The replica stores the last bodies while APPLY MAILBOX is built.
+        let uploading = self.upload(full, &uploads).await?;
+
         self.phase(full.name(), Phase::Apply);
         let mut kv = full.header();
         if mode == Mode::Since
@@ -1071,6 +1100,8 @@ impl Engine {
             "RECORD",
             Value::list(send.iter().map(|r| r.value().clone())),
         );
+        self.confirm(uploading).await?;
+
         self.apply("MAILBOX", Value::KvList(kv)).await?;
         // Cyrus accepted it and checked the resulting SYNC_CRC and
         // SYNC_CRC_ANNOT (sync_apply_mailbox): the replica's mailbox now is
@@ -1128,15 +1159,19 @@ impl Engine {
     /// finds those it already holds (the same message in another mailbox),
     /// the rest are read from the master with `GET FETCH` and sent with
     /// `APPLY MESSAGE`.
+    /// The last `APPLY MESSAGE` may still be unanswered: the caller passes
+    /// what this returns to [`confirm`](Self::confirm) before its next
+    /// command to the replica.
     async fn upload(
         &mut self,
         full: &MailboxState,
         records: &[&Record],
-    ) -> Result<(), EngineError> {
+    ) -> Result<Uploading, EngineError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Uploading(None));
         }
         self.phase(full.name(), Phase::Reserve);
+
         let mut missing: Vec<&Record> = Vec::new();
         let mut scope = vec![full.name().to_string()];
         scope.extend(
@@ -1145,10 +1180,11 @@ impl Engine {
                 .filter(|n| *n != full.name())
                 .cloned(),
         );
-        // No mailbox of this user on the replica (a new user, or a seed): it
-        // holds none of these messages, and sync_client sends them without
-        // asking either.
-        let nothing_there = self.reserve_scope.is_empty();
+        // No mailbox of this user on the replica that ever held a message
+        // (a new user, a seed, a new or empty folder), and nothing sent in
+        // this session: the replica holds none of these messages, and
+        // sync_client sends a new user's without asking either.
+        let nothing_there = self.reserve_scope.is_empty() && !self.uploaded_since_restart;
         if nothing_there {
             let mut seen = BTreeSet::new();
             missing.extend(records.iter().filter(|r| seen.insert(r.guid.as_str())));
@@ -1192,9 +1228,14 @@ impl Engine {
         }
 
         self.phase(full.name(), Phase::Message);
+
         let total = missing.len() as u64;
         let mut done = 0u64;
-        let missing = self.upload_local(full, missing, &mut done, total).await?;
+        let (missing, unanswered) = self.upload_local(full, missing, &mut done, total).await?;
+        if missing.is_empty() {
+            return Ok(Uploading(unanswered));
+        }
+        self.confirm(Uploading(unanswered)).await?;
         let mut spool = Spool::new();
         for r in missing {
             done += 1;
@@ -1230,27 +1271,30 @@ impl Engine {
                 self.send_spool(&mut spool).await?;
             }
         }
-        self.send_spool(&mut spool).await
+        self.send_spool(&mut spool).await?;
+        Ok(Uploading(None))
     }
 
     /// Sends the bodies of `missing` that the local reader can take from the
     /// master's spool files, in groups of one `APPLY MESSAGE`; returns the
-    /// records left to `GET FETCH`. Each group is read (and checked against
-    /// its GUID) on a blocking thread while the group before it is sent and
-    /// stored by the replica — the overlap sync_client gets by streaming
-    /// each file as it reads it.
+    /// records left to `GET FETCH`, and the last group if its answer is
+    /// still to be read. Each group is read (and checked against its GUID)
+    /// on a blocking thread while the group before it is sent, and each is
+    /// sent before the answer to the one before it is read: the replica
+    /// stores bodies without waiting for us, the overlap sync_client gets by
+    /// streaming each file as it reads it.
     async fn upload_local<'r>(
         &mut self,
         full: &MailboxState,
         missing: Vec<&'r Record>,
         done: &mut u64,
         total: u64,
-    ) -> Result<Vec<&'r Record>, EngineError> {
+    ) -> Result<(Vec<&'r Record>, Option<SentGroup>), EngineError> {
         if missing.is_empty() {
-            return Ok(missing);
+            return Ok((missing, None));
         }
         let Some(reader) = self.local.take() else {
-            return Ok(missing);
+            return Ok((missing, None));
         };
         let groups = upload_groups(
             &missing,
@@ -1258,6 +1302,7 @@ impl Engine {
             self.options.upload_bytes,
         );
         let mut left = Vec::new();
+        let mut unanswered: Option<SentGroup> = None;
         let mut pending = Some(self.read_group(reader, full, &missing, &groups[0], *done, total));
         for (k, group) in groups.iter().enumerate() {
             let Some(task) = pending.take() else {
@@ -1267,7 +1312,7 @@ impl Engine {
                 // The reading thread panicked: the reader is gone, and the
                 // protocol serves what is left of this mailbox.
                 left.extend(groups[k..].iter().flatten().map(|&i| missing[i]));
-                return Ok(left);
+                return Ok((left, unanswered));
             };
             self.stats.local_bodies += (group.len() - failed.len()) as u64;
             *done += group.len() as u64;
@@ -1278,7 +1323,23 @@ impl Engine {
                 }
                 None => self.local = Some(reader),
             }
-            if let Err(e) = self.send_spool(&mut spool).await {
+            let result = match self.send_group(&mut spool).await {
+                Ok(sent) => {
+                    let earlier = std::mem::replace(&mut unanswered, sent);
+                    self.confirm(Uploading(earlier)).await
+                }
+                // A failed send breaks the session: nothing more is read
+                // from it.
+                Err(e) => {
+                    unanswered = None;
+                    Err(e)
+                }
+            };
+            if let Err(e) = result {
+                // Answers are read in order: the group sent after the failed
+                // one is answered too before the replica is asked anything
+                // else.
+                let _ = self.confirm(Uploading(unanswered.take())).await;
                 if let Some(task) = pending.take()
                     && let Ok((reader, _, _)) = task.await
                 {
@@ -1287,7 +1348,45 @@ impl Engine {
                 return Err(e);
             }
         }
-        Ok(left)
+        Ok((left, unanswered))
+    }
+
+    /// Sends `spool` as one `APPLY MESSAGE` without reading the answer.
+    async fn send_group(&mut self, spool: &mut Spool) -> Result<Option<SentGroup>, EngineError> {
+        if spool.is_empty() {
+            return Ok(None);
+        }
+        let files = spool.files();
+        let (count, bytes) = (files.len() as u64, spool.bytes());
+        self.stats.applies += 1;
+        self.uploaded_since_restart = true;
+        let pending = self
+            .target
+            .send_streaming(Command::apply_message(files), spool)
+            .await?;
+        Ok(Some(SentGroup {
+            pending,
+            count,
+            bytes,
+        }))
+    }
+
+    /// Reads the answer to an `APPLY MESSAGE` sent by
+    /// [`upload`](Self::upload), if one is still unread.
+    async fn confirm(&mut self, uploading: Uploading) -> Result<(), EngineError> {
+        let Some(SentGroup {
+            pending,
+            count,
+            bytes,
+        }) = uploading.0
+        else {
+            return Ok(());
+        };
+        let mut sink = Spool::new();
+        self.target.receive(pending, &mut sink).await?;
+        self.stats.messages_uploaded += count;
+        self.stats.bytes_uploaded += bytes;
+        Ok(())
     }
 
     /// Starts reading the bodies of `missing[i]` for every `i` of `group`
@@ -1354,6 +1453,7 @@ impl Engine {
         let bytes = spool.bytes();
         self.stats.applies += 1;
         let mut sink = Spool::new();
+        self.uploaded_since_restart = true;
         self.target
             .command_streaming(Command::apply_message(files), spool, &mut sink)
             .await?;
@@ -1436,16 +1536,23 @@ enum Mode {
 /// Splits `records` (indexes into it) into groups of one `APPLY MESSAGE`:
 /// at most `max_messages` and about `max_bytes` each, and — so that reading
 /// one group overlaps sending another — in at least four groups when there
-/// are enough messages for that to pay (16 or more per group).
+/// are enough messages for that to pay (16 or more per group). The first
+/// groups are small and double in size: the replica gets its first bodies
+/// after a few files have been read, not a whole group; the last is not a
+/// small remainder.
 fn upload_groups(records: &[&Record], max_messages: usize, max_bytes: u64) -> Vec<Vec<usize>> {
     let per_group = (records.len() / 4).clamp(16, max_messages.max(16));
+    let mut cap = per_group.min(FIRST_GROUP);
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut bytes = 0u64;
     for (i, r) in records.iter().enumerate() {
         let full = groups
             .last()
-            .is_none_or(|g| g.len() >= per_group || (bytes >= max_bytes && !g.is_empty()));
+            .is_none_or(|g| g.len() >= cap || (bytes >= max_bytes && !g.is_empty()));
         if full {
+            if !groups.is_empty() {
+                cap = (cap * 2).min(per_group);
+            }
             groups.push(Vec::new());
             bytes = 0;
         }
@@ -1453,6 +1560,15 @@ fn upload_groups(records: &[&Record], max_messages: usize, max_bytes: u64) -> Ve
         if let Some(g) = groups.last_mut() {
             g.push(i);
         }
+    }
+    // The last group is not a small remainder: the replica stores it while
+    // APPLY MAILBOX is built, and a few bodies would leave it waiting.
+    if let [.., prev, last] = groups.as_mut_slice()
+        && last.len() < prev.len() / 2
+    {
+        let mut both: Vec<usize> = prev.drain(..).chain(last.drain(..)).collect();
+        *last = both.split_off(both.len() / 2);
+        *prev = both;
     }
     groups
 }
@@ -1537,11 +1653,20 @@ mod tests {
         assert_eq!(groups(&[100; 10], 1024, 64 << 20), vec![10]);
         // Enough for four groups of 16 or more.
         assert_eq!(groups(&[100; 100], 1024, 64 << 20), vec![25, 25, 25, 25]);
-        // Many: capped by the messages per APPLY MESSAGE.
-        assert_eq!(groups(&[100; 3000], 1024, 64 << 20), vec![750; 4]);
+        // Many: small first groups, doubling, capped by the messages per
+        // APPLY MESSAGE.
+        assert_eq!(
+            groups(&[100; 3000], 1024, 64 << 20),
+            vec![32, 64, 128, 256, 512, 750, 750, 508]
+        );
         assert_eq!(
             groups(&[100; 5000], 1024, 64 << 20),
-            vec![1024, 1024, 1024, 1024, 904]
+            vec![32, 64, 128, 256, 512, 1024, 1024, 1024, 936]
+        );
+        // A small remainder is shared with the group before it.
+        assert_eq!(
+            groups(&[100; 2000], 1024, 64 << 20),
+            vec![32, 64, 128, 256, 500, 500, 260, 260]
         );
         // Large bodies: a new group once the bytes are reached.
         assert_eq!(groups(&[30 << 20; 5], 1024, 64 << 20), vec![3, 2]);
