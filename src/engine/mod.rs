@@ -720,13 +720,13 @@ impl Engine {
     /// MAILBOXES` entry; a stale read is retried against a fresh one twice),
     /// else with `GET FULLMAILBOX`, which holds the mailbox's lock on the
     /// master for the whole answer. With `since`, the local reader keeps
-    /// only the records a replica there lacks; the flag says whether every
-    /// record is present.
+    /// only the records a replica there lacks (`GET FULLMAILBOX` always
+    /// gives them all).
     async fn read_master(
         &mut self,
         listed: &MailboxState,
         since: Option<Since>,
-    ) -> Result<Option<(MailboxState, bool)>, EngineError> {
+    ) -> Result<Option<MailboxState>, EngineError> {
         let name = listed.name();
         if let Some(mut reader) = self.local.take() {
             let mut listed = Some(listed.clone());
@@ -762,7 +762,7 @@ impl Engine {
                     Ok(state) => {
                         self.local = Some(reader);
                         self.stats.local_reads += 1;
-                        return Ok(Some((state, since.is_none())));
+                        return Ok(Some(state));
                     }
                     Err(LocalError::Mismatch { .. }) if attempt < 2 => continue,
                     Err(e) => {
@@ -787,7 +787,7 @@ impl Engine {
         self.stats
             .full_reads
             .push((name.to_string(), started.elapsed()));
-        Ok(full.map(|f| (f, true)))
+        Ok(full)
     }
 
     async fn update_mailbox_once(
@@ -820,7 +820,7 @@ impl Engine {
             modseq: r.highestmodseq(),
             last_uid: r.last_uid(),
         });
-        let Some((full, mut complete)) = self.read_master(listed, since).await? else {
+        let Some(full) = self.read_master(listed, since).await? else {
             // Deleted on the master meanwhile: the delete will be replicated
             // by its own log entry, as sync_client assumes.
             return Ok(());
@@ -842,11 +842,10 @@ impl Engine {
                 .into_iter()
                 .find(|x| x.uniqueid() == full.uniqueid());
             cached = false;
-            let Some((all, _)) = self.read_master(&full, None).await? else {
+            let Some(all) = self.read_master(&full, None).await? else {
                 return Ok(());
             };
             (full, records) = all.split_records()?;
-            complete = true;
         }
         if remote.is_none() {
             self.stats.mailboxes_created += 1;
@@ -861,15 +860,22 @@ impl Engine {
                 2 => Mode::NoSince,
                 _ => Mode::Full,
             };
-            if mode != Mode::Since && !complete {
-                let Some((all, _)) = self.read_master(&full, None).await? else {
+            // The records go into APPLY MAILBOX without a copy; a retry
+            // (rare) reads the master again.
+            if attempt > 1 {
+                let Some(all) = self.read_master(&full, None).await? else {
                     return Ok(());
                 };
                 (full, records) = all.split_records()?;
-                complete = true;
             }
             let result = self
-                .push_mailbox(&full, &records, remote.as_ref(), mode, copy_back)
+                .push_mailbox(
+                    &full,
+                    std::mem::take(&mut records),
+                    remote.as_ref(),
+                    mode,
+                    copy_back,
+                )
                 .await;
             match result {
                 Ok(()) => return Ok(()),
@@ -907,7 +913,7 @@ impl Engine {
     async fn push_mailbox(
         &mut self,
         full: &MailboxState,
-        records: &[Record],
+        records: Vec<Record>,
         remote: Option<&MailboxState>,
         mode: Mode,
         copy_back: bool,
@@ -918,12 +924,12 @@ impl Engine {
         };
         // Records to send: changed since the replica's view, or — in full
         // mode — every record that is not identical on the replica.
-        let send: Vec<&Record> = match mode {
+        let send: Vec<Record> = match mode {
             // New messages always go, whatever their modseq: a replica
             // whose HIGHESTMODSEQ was raised by local changes must not hide
             // the master's appends from the filter.
             Mode::Since | Mode::NoSince => records
-                .iter()
+                .into_iter()
                 .filter(|r| r.modseq > since_modseq || u64::from(r.uid) > remote_last_uid)
                 .collect(),
             Mode::Full => {
@@ -1005,7 +1011,7 @@ impl Engine {
                     });
                 }
                 let replica_last_uid = remote.map(MailboxState::last_uid).unwrap_or(0);
-                for m in records {
+                for m in &records {
                     if !m.expunged
                         && u64::from(m.uid) <= replica_last_uid
                         && !theirs.contains_key(&m.uid)
@@ -1032,48 +1038,42 @@ impl Engine {
                     .await?;
                 }
                 records
-                    .iter()
+                    .into_iter()
                     .filter(|m| theirs.get(&m.uid).is_none_or(|r| r.value() != m.value()))
                     .collect()
             }
         };
 
         // New messages (above the replica's LAST_UID) need their bodies.
-        let uploads: Vec<&Record> = send
-            .iter()
-            .copied()
-            .filter(|r| u64::from(r.uid) > remote_last_uid)
-            .collect();
+        let is_new = |r: &Record| u64::from(r.uid) > remote_last_uid;
         let batch = self.options.batch_size.max(1);
-        if uploads.len() > batch {
+        if send.iter().filter(|r| is_new(r)).count() > batch {
             // sync_batchsize: bring the replica up in steps, each a valid
             // mailbox state (intermediate LAST_UID/HIGHESTMODSEQ, SYNC_CRC 0
             // which Cyrus does not check, as sync_client's partial sync).
-            let chunks: Vec<&[&Record]> = uploads.chunks(batch).collect();
+            // Records are in UID order: the old ones (changes) go with the
+            // last step.
+            let (mut rest, old): (Vec<Record>, Vec<Record>) = send.into_iter().partition(is_new);
             let mut reached_modseq = since_modseq;
-            for chunk in &chunks[..chunks.len() - 1] {
-                let uploading = self.upload(full, chunk).await?;
-                let last_uid = chunk.last().map(|r| r.uid).unwrap_or(0);
-                let chunk_modseq = chunk.iter().map(|r| r.modseq).max().unwrap_or(0);
-                reached_modseq = reached_modseq.max(chunk_modseq);
+            while rest.len() > batch {
+                let later = rest.split_off(batch);
+                let step = std::mem::replace(&mut rest, later);
+                let uploading = self.upload(full, &step.iter().collect::<Vec<_>>()).await?;
+                let last_uid = step.last().map(|r| r.uid).unwrap_or(0);
+                let step_modseq = step.iter().map(|r| r.modseq).max().unwrap_or(0);
+                reached_modseq = reached_modseq.max(step_modseq);
                 let kv = partial_header(full, remote, last_uid, reached_modseq);
-                let recs = chunk.iter().map(|r| r.value().clone());
-                let kv = kv.with("RECORD", Value::list(recs));
+                let kv = kv.with(
+                    "RECORD",
+                    Value::list(step.into_iter().map(Record::into_value)),
+                );
                 self.confirm(uploading).await?;
                 self.apply("MAILBOX", Value::KvList(kv)).await?;
             }
-            let last = chunks[chunks.len() - 1];
-            let done_uid = chunks[chunks.len() - 2].last().map(|r| r.uid).unwrap_or(0);
-            let uploading = self.upload(full, last).await?;
-            let final_records: Vec<&Record> = send
-                .iter()
-                .copied()
-                .filter(|r| u64::from(r.uid) <= remote_last_uid || r.uid > done_uid)
-                .collect();
-            let kv = full.header();
-            let kv = kv.with(
+            let uploading = self.upload(full, &rest.iter().collect::<Vec<_>>()).await?;
+            let kv = full.header().with(
                 "RECORD",
-                Value::list(final_records.iter().map(|r| r.value().clone())),
+                Value::list(old.into_iter().chain(rest).map(Record::into_value)),
             );
             self.confirm(uploading).await?;
             self.apply("MAILBOX", Value::KvList(kv)).await?;
@@ -1084,6 +1084,7 @@ impl Engine {
         }
 
         // The replica stores the last bodies while APPLY MAILBOX is built.
+        let uploads: Vec<&Record> = send.iter().filter(|r| is_new(r)).collect();
         let uploading = self.upload(full, &uploads).await?;
 
         self.phase(full.name(), Phase::Apply);
@@ -1098,10 +1099,9 @@ impl Engine {
         }
         let kv = kv.with(
             "RECORD",
-            Value::list(send.iter().map(|r| r.value().clone())),
+            Value::list(send.into_iter().map(Record::into_value)),
         );
         self.confirm(uploading).await?;
-
         self.apply("MAILBOX", Value::KvList(kv)).await?;
         // Cyrus accepted it and checked the resulting SYNC_CRC and
         // SYNC_CRC_ANNOT (sync_apply_mailbox): the replica's mailbox now is

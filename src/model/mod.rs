@@ -282,6 +282,11 @@ impl Record {
         &self.value
     }
 
+    /// The `RECORD` kvlist itself, given up without a copy.
+    pub fn into_value(self) -> Value {
+        self.value
+    }
+
     /// The record with another `MODSEQ` (partial batches, see the engine).
     pub fn with_modseq(&self, modseq: u64) -> Value {
         match &self.value {
