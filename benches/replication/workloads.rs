@@ -202,7 +202,7 @@ pub fn run_all(options: &Options) -> Vec<Workload> {
         pair,
         rng: Rng::new(options.seed),
         sizes: Sizes::new(options.quick),
-        rounds: options.rounds.unwrap_or(if options.quick { 1 } else { 3 }),
+        rounds: options.rounds.unwrap_or(if options.quick { 1 } else { 5 }),
     };
     type Step = fn(&mut Bench) -> Workload;
     let all: [(&str, Step); 8] = [
