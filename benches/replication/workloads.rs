@@ -33,7 +33,7 @@ pub struct Options {
     /// Extra master imapd.conf settings (`--set`).
     pub settings: Vec<(String, String)>,
     /// Rounds of the throughput workloads (W2–W5), the replicators' order
-    /// alternating (`--rounds`; 3, or 1 with `--quick`).
+    /// alternating (`--rounds`; 5, or 1 with `--quick`).
     pub rounds: Option<usize>,
 }
 
