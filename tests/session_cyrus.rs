@@ -271,19 +271,17 @@ fn source_session_reads_the_master_and_streams_bodies() {
     });
 }
 
-#[test]
-fn timeouts_and_garbage_from_mock_peers() {
-    use std::io::Write;
-    use std::net::TcpListener;
-    let rt = rt();
+/// A listening socket standing for the replica, and the connect options of
+/// an imapd.conf whose `sync_port` is it, with `extra` lines.
+fn mock_replica(extra: &str) -> (tempfile::TempDir, std::net::TcpListener, ConnectOptions) {
     let conf_dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let path = conf_dir.path().join("imapd.conf");
     std::fs::write(
         &path,
         format!(
-            "configdirectory: {}\nsync_host: 127.0.0.1\nsync_port: {port}\nsync_authname: repl\nsync_password: pw\nsync_timeout: 3\n",
+            "configdirectory: {}\nsync_host: 127.0.0.1\nsync_port: {port}\nsync_authname: repl\nsync_password: pw\n{extra}",
             conf_dir.path().display()
         ),
     )
@@ -293,6 +291,14 @@ fn timeouts_and_garbage_from_mock_peers() {
         .config
         .clone();
     let opts = ConnectOptions::replica(&ch).unwrap();
+    (conf_dir, listener, opts)
+}
+
+#[test]
+fn timeouts_and_garbage_from_mock_peers() {
+    use std::io::Write;
+    let rt = rt();
+    let (_conf_dir, listener, opts) = mock_replica("sync_timeout: 3\n");
     assert_eq!(opts.timeout, Duration::from_secs(3));
 
     // A peer that accepts and says nothing: cut at sync_timeout.
@@ -373,25 +379,8 @@ fn a_non_admin_is_told_to_join_admins() {
 #[test]
 fn pipelined_commands_are_answered_in_order_and_a_no_leaves_the_session_usable() {
     use std::io::{BufRead, BufReader, Write};
-    use std::net::TcpListener;
     let rt = rt();
-    let conf_dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let path = conf_dir.path().join("imapd.conf");
-    std::fs::write(
-        &path,
-        format!(
-            "configdirectory: {}\nsync_host: 127.0.0.1\nsync_port: {port}\nsync_authname: repl\nsync_password: pw\ncyrsync_allow_plaintext: yes\n",
-            conf_dir.path().display()
-        ),
-    )
-    .unwrap();
-    let conf = ImapdConf::load(&path).unwrap();
-    let ch = Settings::resolve(&conf, &[]).unwrap().channels[0]
-        .config
-        .clone();
-    let opts = ConnectOptions::replica(&ch).unwrap();
+    let (_conf_dir, listener, opts) = mock_replica("cyrsync_allow_plaintext: yes\n");
 
     // A peer that reads both commands before it answers either: the client
     // must have sent the second without waiting for the first's answer.
