@@ -436,6 +436,42 @@ fn all_users_and_mailbox_mode() {
     assert_replicated(&pair, "bob");
 }
 
+/// `APPLY RESERVE` is skipped only where it can find nothing: bodies the
+/// replica holds in another mailbox of the set, or received earlier in the
+/// same session, are found by it and not sent again.
+#[test]
+fn reserve_finds_what_the_replica_holds_and_is_skipped_only_where_nothing_is() {
+    let pair = CyrusPair::start();
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    // A new user whose messages are in two folders: the replica has no
+    // mailbox of bob's, yet the second folder's bodies arrived in this
+    // session with the first, and RESERVE finds them.
+    admin.ok("CREATE user.bob");
+    for n in 0..3 {
+        lmtp.deliver("bob", &message(n, "bob"));
+    }
+    let mut bob = Imap::login(pair.master.imap_port, "bob", "bobpw");
+    bob.ok("CREATE INBOX.Copy");
+    bob.ok("SELECT INBOX");
+    bob.ok("COPY 1:3 INBOX.Copy");
+    let summary = sync(&pair, &["-u", "bob"]);
+    assert_eq!(counter(&summary, "message(s) uploaded"), 3, "{summary}");
+    assert_eq!(counter(&summary, "found on the replica"), 3, "{summary}");
+    assert_replicated(&pair, "bob");
+
+    // A later session: the messages are in bob's INBOX on the replica, and
+    // a new folder holding copies of them is filled from there.
+    bob.ok("CREATE INBOX.Later");
+    bob.ok("SELECT INBOX");
+    bob.ok("COPY 1:3 INBOX.Later");
+    lmtp.deliver("bob", &message(7, "new"));
+    let summary = sync(&pair, &["-u", "bob"]);
+    assert_eq!(counter(&summary, "message(s) uploaded"), 1, "{summary}");
+    assert_eq!(counter(&summary, "found on the replica"), 3, "{summary}");
+    assert_replicated(&pair, "bob");
+}
+
 /// Peak RSS allowed for seeding the 10 000-message mailbox (debug build).
 /// Measured 57–60 MiB, mostly the mailbox's records (one copy, ~1 KiB
 /// each in a debug build) and the binary itself; holding the 80 MB of
