@@ -201,7 +201,16 @@ fn tui_shows_queue_and_progress_pauses_resumes_and_quits_cleanly() {
         "busy worker without its user:\n{busy}"
     );
     converge(&pair, &["-u", "perf"], Duration::from_secs(60));
-    let c = default_channel(&status_json(&pair));
+    // The replica agrees once APPLY MAILBOX is answered; the run ends a few
+    // milliseconds later, after its RESTART.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let c = loop {
+        let c = default_channel(&status_json(&pair));
+        if c["state"] == "Idle" || std::time::Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(c["state"], "Idle", "{c}");
     assert!(c["counters"]["messages"].as_u64().unwrap() >= n, "{c}");
     tmux.wait_for("an idle, empty queue", Duration::from_secs(10), |s| {
