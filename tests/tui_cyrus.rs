@@ -193,12 +193,14 @@ fn tui_shows_queue_and_progress_pauses_resumes_and_quits_cleanly() {
         s.contains("Resume channel")
     });
     tmux.keys(&["y"]);
-    let busy = tmux.wait_for("batch progress", Duration::from_secs(30), |s| {
-        s.contains(&format!("/{n} ")) || s.contains("workers busy")
+    // The panel title reads "0/4 workers busy" even when idle, so wait for a
+    // worker row that names the user's mailbox.
+    let busy = tmux.wait_for("a busy worker", Duration::from_secs(30), |s| {
+        s.lines().any(|l| l.contains("user.perf"))
     });
     assert!(
-        busy.contains("perf"),
-        "busy worker without its user:\n{busy}"
+        !busy.contains(" 0/4 workers busy"),
+        "worker row shown while no worker is busy:\n{busy}"
     );
     converge(&pair, &["-u", "perf"], Duration::from_secs(60));
     // The replica agrees once APPLY MAILBOX is answered; the run ends a few
