@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use notify::{RecursiveMode, Watcher};
 use tokio::sync::{Notify, watch};
 
 use super::lock::{ConsumerLock, LockError};
+use super::logwatch::LogWatch;
 use super::monitor::{ChannelMonitor, ChannelState};
 use super::worker::Worker;
 use crate::config::ChannelConfig;
@@ -41,42 +41,6 @@ pub struct ChannelControl {
     pub paused: Arc<watch::Sender<bool>>,
     /// Run now, regardless of `sync_repeat_interval`.
     pub sync_now: Arc<Notify>,
-}
-
-/// Wakes the loop when the channel's log directory changes.
-struct LogWatch {
-    _watcher: Option<notify::RecommendedWatcher>,
-    changed: Arc<Notify>,
-}
-
-impl LogWatch {
-    fn new(dir: &std::path::Path) -> LogWatch {
-        let changed = Arc::new(Notify::new());
-        let tx = changed.clone();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
-                tx.notify_one();
-            }
-        })
-        .and_then(|mut w| w.watch(dir, RecursiveMode::NonRecursive).map(|()| w));
-        match watcher {
-            Ok(w) => LogWatch {
-                _watcher: Some(w),
-                changed,
-            },
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), "no file watcher ({e}); polling the log");
-                LogWatch {
-                    _watcher: None,
-                    changed,
-                }
-            }
-        }
-    }
-
-    fn watching(&self) -> bool {
-        self._watcher.is_some()
-    }
 }
 
 /// Runs the channel until `stop` turns true or the shutdown file appears.
@@ -194,7 +158,7 @@ pub async fn run_channel(
                 Duration::from_secs(10)
             };
             tokio::select! {
-                _ = watch.changed.notified() => {}
+                _ = watch.changed() => {}
                 _ = control.sync_now.notified() => {}
                 _ = paused_rx.changed() => {}
                 _ = tokio::time::sleep(poll) => {}

@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod control;
 pub mod lock;
+pub mod logwatch;
 pub mod metrics;
 pub mod monitor;
 pub mod snapshot;
