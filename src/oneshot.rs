@@ -276,6 +276,7 @@ fn accumulate(into: &mut SyncStats, from: &SyncStats) {
     into.full_reads.extend(from.full_reads.iter().cloned());
     into.local_reads += from.local_reads;
     into.local_fallbacks += from.local_fallbacks;
+    into.listed_locally += from.listed_locally;
     into.local_bodies += from.local_bodies;
     into.cache_hits += from.cache_hits;
     into.cache_misses += from.cache_misses;

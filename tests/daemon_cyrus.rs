@@ -15,7 +15,7 @@ use support::csync::Csync;
 use support::daemon::{Daemon, bin, control, converge, status_json};
 use support::imap::Imap;
 use support::lmtp::{Lmtp, message};
-use support::pair::{CyrusPair, REPL_PASSWORD, REPL_USER};
+use support::pair::{CyrusPair, Instance, REPL_PASSWORD, REPL_USER};
 
 fn log_lines(pair: &CyrusPair, channel: Option<&str>) -> usize {
     let log = pair.master.sync_log(channel);
@@ -354,11 +354,11 @@ fn hung_replica_is_cut_at_sync_timeout_and_work_retried() {
     let _ = daemon.wait();
 }
 
-/// How often the replica's sync_server received a command starting with
+/// How often the sync_servers of `inst` received a command starting with
 /// `command`, from its telemetry files (`<configdirectory>/log/<authname>/`,
 /// the stream as the server read it, decompressed).
-fn replica_received(pair: &CyrusPair, command: &str) -> usize {
-    let dir = pair.replica.config_dir().join("log").join("repl");
+fn received(inst: &Instance, command: &str) -> usize {
+    let dir = inst.config_dir().join("log").join(REPL_USER);
     std::fs::read_dir(&dir)
         .map(|d| {
             d.flatten()
@@ -415,13 +415,14 @@ fn stop_default_channel(pair: &CyrusPair, daemon: &mut Daemon) {
 #[test]
 fn rolling_with_the_target_state_cache() {
     let pair = CyrusPair::start();
-    // The replica's sync_server records what it receives (Cyrus telemetry).
-    let telemetry = pair.replica.config_dir().join("log").join("repl");
-    std::fs::create_dir_all(&telemetry).unwrap();
-    let owner = std::fs::metadata(pair.replica.config_dir()).unwrap();
-    {
+    // Both sync_servers record what they receive (Cyrus telemetry).
+    let telemetry = pair.replica.config_dir().join("log").join(REPL_USER);
+    for inst in [&pair.replica, &pair.master] {
+        let dir = inst.config_dir().join("log").join(REPL_USER);
+        std::fs::create_dir_all(&dir).unwrap();
+        let owner = std::fs::metadata(inst.config_dir()).unwrap();
         use std::os::unix::fs::MetadataExt;
-        std::os::unix::fs::chown(&telemetry, Some(owner.uid()), Some(owner.gid())).unwrap();
+        std::os::unix::fs::chown(&dir, Some(owner.uid()), Some(owner.gid())).unwrap();
     }
     let cache = pair.master.config_dir().join("sync").join("cyrsync.cache");
     let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
@@ -441,10 +442,14 @@ fn rolling_with_the_target_state_cache() {
     assert!(cache.exists(), "no cache file at {}", cache.display());
 
     // Warm: deliveries and flag changes to known mailboxes go out without
-    // one GET MAILBOXES to the replica.
-    let lookups = replica_received(&pair, "GET MAILBOXES");
+    // one GET MAILBOXES to the replica, nor to the master, whose entries
+    // come from its files while mailboxes.db and annotations.db stand still.
+    let lookups = received(&pair.replica, "GET MAILBOXES");
+    let master_lookups = received(&pair.master, "GET MAILBOXES");
+    assert!(master_lookups > 0, "no telemetry from the master");
+    let listed_locally = counters(&pair)["listed_locally"].as_u64().unwrap();
     assert!(lookups > 0, "no telemetry in {}", telemetry.display());
-    let applies = replica_received(&pair, "APPLY MAILBOX");
+    let applies = received(&pair.replica, "APPLY MAILBOX");
     let hits = counters(&pair)["cache_hits"].as_u64().unwrap();
     let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
     alice.ok("SELECT INBOX");
@@ -459,13 +464,23 @@ fn rolling_with_the_target_state_cache() {
     converge(&pair, &["-n", "", "-u", "alice"], Duration::from_secs(30));
     wait_log_consumed(&pair);
     assert_eq!(
-        replica_received(&pair, "GET MAILBOXES"),
+        received(&pair.replica, "GET MAILBOXES"),
         lookups,
         "the replica was asked although every mailbox was cached"
     );
+    assert_eq!(
+        received(&pair.master, "GET MAILBOXES"),
+        master_lookups,
+        "the master was asked although its files could answer"
+    );
+    assert!(
+        counters(&pair)["listed_locally"].as_u64().unwrap() >= listed_locally + 2,
+        "{}",
+        counters(&pair)
+    );
     let c = counters(&pair);
     let new_hits = c["cache_hits"].as_u64().unwrap() - hits;
-    let new_applies = replica_received(&pair, "APPLY MAILBOX") - applies;
+    let new_applies = received(&pair.replica, "APPLY MAILBOX") - applies;
     eprintln!("warm phase: {new_hits} cache hits, {new_applies} APPLY MAILBOX; counters {c}");
     // Runs coalesce the changes: at least one action per mailbox, each a hit.
     assert!(new_hits >= 2 && new_applies >= 2, "{c}");

@@ -405,3 +405,144 @@ fn local_reader_stands_aside_when_it_cannot_vouch() {
         other => panic!("damaged index: {other:?}"),
     }
 }
+
+/// `GET MAILBOXES` of `names` on the master, in the order asked.
+fn listed(master: &mut Csync, names: &[String]) -> Vec<MailboxState> {
+    let q: Vec<String> = names.iter().map(|n| support::imap::quote(n)).collect();
+    let r = master.run(&format!("GET MAILBOXES ({})", q.join(" ")));
+    assert!(r.status.starts_with("OK"), "{}", r.status);
+    let mut got = states(&r.items);
+    got.sort_by_key(|m| names.iter().position(|n| n == m.name()));
+    got
+}
+
+#[test]
+fn entries_rebuilt_from_files_equal_get_mailboxes_until_the_databases_change() {
+    let pair = CyrusPair::start();
+    let mut reader =
+        LocalReader::new(&pair.master.imapd_conf()).expect("Cyrus's mbpath (cyrus-imapd package)");
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.bob");
+    admin.ok("CREATE user.bob.Sent");
+    admin.ok("CREATE \"user.bob.with space\"");
+    admin.ok("SETQUOTA user.bob (STORAGE 100000)");
+    let names: Vec<String> = ["user.bob", "user.bob.Sent", "user.bob.with space"]
+        .map(String::from)
+        .to_vec();
+    let mut master = Csync::connect(pair.master.csync_port, REPL_USER, REPL_PASSWORD);
+
+    // Nothing from the protocol yet: nothing to rebuild.
+    assert!(
+        matches!(reader.list(&names), Err(LocalError::Unlisted { .. })),
+        "listed without a protocol entry"
+    );
+    let stamp = reader.db_stamp().expect("twoskip databases");
+    let first = listed(&mut master, &names);
+    assert_eq!(first.len(), 3);
+    reader.remember(stamp, &first);
+    assert_eq!(reader.list(&names).unwrap(), first);
+
+    // Every kind of message change moves the index fields, never the
+    // databases: the rebuilt entries follow, field for field.
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    let mut owner = Imap::login(pair.master.imap_port, "bob", "bobpw");
+    type Change = Box<dyn Fn(&mut Imap, &mut Lmtp)>;
+    let changes: Vec<(&str, Change)> = vec![
+        (
+            "delivery",
+            Box::new(|_, l| l.deliver("bob", &message(1, "one"))),
+        ),
+        (
+            "delivery to a folder",
+            Box::new(|_, l| l.deliver("bob+Sent", &message(2, "two"))),
+        ),
+        (
+            "owner's SELECT (RECENTUID, RECENTTIME)",
+            Box::new(|o, _| {
+                o.ok("SELECT INBOX");
+            }),
+        ),
+        (
+            "flags",
+            Box::new(|o, _| {
+                o.ok("STORE 1 +FLAGS (\\Flagged $Label1 \\Seen)");
+            }),
+        ),
+        (
+            "append with flags",
+            Box::new(|o, _| o.append("INBOX.with space", "(\\Answered)", &message(3, "three"))),
+        ),
+        (
+            "expunge",
+            Box::new(|o, _| {
+                o.ok("STORE 1 +FLAGS (\\Deleted)");
+                o.ok("EXPUNGE");
+            }),
+        ),
+    ];
+    for (what, change) in &changes {
+        change(&mut owner, &mut lmtp);
+        let want = listed(&mut master, &names);
+        let got = reader
+            .list(&names)
+            .unwrap_or_else(|e| panic!("after {what}: {e}"));
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                g == w,
+                "after {what}, {} differs: {:?}",
+                w.name(),
+                g.differences(w)
+            );
+        }
+        assert_eq!(reader.db_stamp(), Some(stamp), "{what} wrote a database");
+    }
+    assert!(
+        first[0].highestmodseq() < listed(&mut master, &names)[0].highestmodseq(),
+        "the changes did not reach the index"
+    );
+
+    // Mailbox-level changes write a database: the entries are not
+    // rebuilt until the protocol is asked again.
+    let mailbox_changes = [
+        "SETACL \"user.bob.with space\" anyone lrs",
+        "SETMETADATA user.bob.Sent (/shared/comment \"sent mail\")",
+        "CREATE user.bob.New",
+        "RENAME user.bob.New user.bob.Newer",
+        // An administrator needs x to delete a user's folder.
+        "SETACL user.bob.Newer cyrus lrswipkxtecda",
+        "DELETE user.bob.Newer",
+    ];
+    for command in mailbox_changes {
+        let stamp = reader.db_stamp().unwrap();
+        let entries = listed(&mut master, &names);
+        reader.remember(stamp, &entries);
+        assert_eq!(reader.list(&names).unwrap(), entries);
+        admin.ok(command);
+        assert_ne!(
+            reader.db_stamp(),
+            Some(stamp),
+            "{command} left both databases alone"
+        );
+        assert!(
+            matches!(reader.list(&names), Err(LocalError::Unlisted { .. })),
+            "rebuilt after {command}"
+        );
+    }
+
+    // A rename the stamps did not see (the entry stamped after it) still
+    // shows in cyrus.header, which names the mailbox.
+    let before = listed(&mut master, &names);
+    admin.ok("RENAME \"user.bob.with space\" user.bob.Renamed");
+    let stamp = reader.db_stamp().unwrap();
+    reader.remember(stamp, &before);
+    assert!(
+        matches!(
+            reader.list(&names),
+            Err(LocalError::Unlisted {
+                why: "MBOXNAME",
+                ..
+            })
+        ),
+        "a renamed mailbox rebuilt under its old name"
+    );
+}

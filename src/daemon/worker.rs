@@ -296,6 +296,7 @@ impl Worker {
             c.crc_mismatches += now.crc_mismatches.saturating_sub(was.crc_mismatches);
             c.local_reads += now.local_reads.saturating_sub(was.local_reads);
             c.local_fallbacks += now.local_fallbacks.saturating_sub(was.local_fallbacks);
+            c.listed_locally += now.listed_locally.saturating_sub(was.listed_locally);
             c.cache_hits += now.cache_hits.saturating_sub(was.cache_hits);
             c.cache_misses += now.cache_misses.saturating_sub(was.cache_misses);
             c.cache_invalidations += now

@@ -128,6 +128,9 @@ pub struct SyncStats {
     pub local_reads: u64,
     /// Mailboxes the local reader left to `GET FULLMAILBOX`.
     pub local_fallbacks: u64,
+    /// Master mailbox entries rebuilt from its files instead of asked for
+    /// with `GET MAILBOXES`.
+    pub listed_locally: u64,
     /// Message bodies read from the master's spool files.
     pub local_bodies: u64,
     /// Mailboxes whose replica state came from the target-state cache
@@ -472,7 +475,7 @@ impl Engine {
     /// (a stale entry) or anything fails, the entries are dropped and the
     /// action is done again reading the replica.
     pub async fn sync_mailboxes(&mut self, names: &[String]) -> Result<(), EngineError> {
-        let master = Self::get_mailboxes(&mut self.source, names).await?;
+        let master = self.list_master(names).await?;
         if let Some(replica) = self.cached_replica(names, &master) {
             match self.sync_mailbox_set(&master, &replica, names, true).await {
                 Ok(()) => return Ok(()),
@@ -492,6 +495,43 @@ impl Engine {
             self.forget_action(&master, names);
         }
         result
+    }
+
+    /// The master's `GET MAILBOXES` entries of `names`: rebuilt from its
+    /// files when the local reader can vouch for every one (as
+    /// `sync_client` reads them), else from the protocol, whose answer the
+    /// reader keeps for next time.
+    async fn list_master(&mut self, names: &[String]) -> Result<Vec<MailboxState>, EngineError> {
+        let Some(mut reader) = self.local.take() else {
+            return Self::get_mailboxes(&mut self.source, names).await;
+        };
+        let wanted = names.to_vec();
+        let joined = tokio::task::spawn_blocking(move || {
+            let listed = reader.list(&wanted);
+            (reader, listed)
+        })
+        .await;
+        let Ok((reader, listed)) = joined else {
+            // The reader is lost with its thread: the protocol lists.
+            return Self::get_mailboxes(&mut self.source, names).await;
+        };
+        match listed {
+            Ok(listed) => {
+                self.local = Some(reader);
+                self.stats.listed_locally += listed.len() as u64;
+                return Ok(listed);
+            }
+            Err(e) => tracing::trace!("listing with GET MAILBOXES: {e}"),
+        }
+        // Stamped before asking: a database write after this moment makes
+        // the answer's list fields suspect, and the stamp shows it.
+        let stamp = reader.db_stamp();
+        self.local = Some(reader);
+        let listed = Self::get_mailboxes(&mut self.source, names).await?;
+        if let (Some(reader), Some(stamp)) = (self.local.as_mut(), stamp) {
+            reader.remember(stamp, &listed);
+        }
+        Ok(listed)
     }
 
     /// Drops the cache entries of every mailbox of an action.
@@ -728,22 +768,25 @@ impl Engine {
         since: Option<Since>,
     ) -> Result<Option<MailboxState>, EngineError> {
         let name = listed.name();
-        if let Some(mut reader) = self.local.take() {
+        if self.local.is_some() {
             let mut listed = Some(listed.clone());
             for attempt in 0..3 {
                 let listed = match listed.take() {
                     Some(l) => l,
                     None => {
-                        let fresh = Self::get_mailboxes(&mut self.source, &[name.to_string()])
+                        let fresh = self
+                            .list_master(&[name.to_string()])
                             .await?
                             .into_iter()
                             .find(|m| m.name() == name);
                         let Some(fresh) = fresh else {
-                            self.local = Some(reader);
                             return Ok(None);
                         };
                         fresh
                     }
+                };
+                let Some(mut reader) = self.local.take() else {
+                    break;
                 };
                 let (back, result) = tokio::task::spawn_blocking(move || {
                     let result = match since {
@@ -757,10 +800,9 @@ impl Engine {
                     mailbox: name.to_string(),
                     detail: format!("local reader: {e}"),
                 })?;
-                reader = back;
+                self.local = Some(back);
                 match result {
                     Ok(state) => {
-                        self.local = Some(reader);
                         self.stats.local_reads += 1;
                         return Ok(Some(state));
                     }
@@ -772,7 +814,6 @@ impl Engine {
                     }
                 }
             }
-            self.local = Some(reader);
         }
         let started = Instant::now();
         let full = self

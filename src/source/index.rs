@@ -122,6 +122,20 @@ pub struct IndexHeader {
     /// Bytes of mailbox and per-message annotations: non-zero means
     /// annotations live outside the index, in the annotation database.
     pub quota_annot_used: u32,
+    /// `LAST_APPENDDATE`.
+    pub last_appenddate: u32,
+    /// `POP3_LAST_LOGIN`.
+    pub pop3_last_login: u32,
+    /// The `OPT_*` bits, of which `OPTIONS` shows four.
+    pub options: u32,
+    /// `RECENTUID`.
+    pub recentuid: u32,
+    /// `RECENTTIME`.
+    pub recenttime: u32,
+    /// `POP3_SHOW_AFTER`.
+    pub pop3_show_after: u32,
+    /// `CREATEDMODSEQ` (the mailbox's; 0 in mailboxes older than 3.0).
+    pub createdmodseq: u64,
 }
 
 /// One index record.
@@ -187,8 +201,13 @@ pub struct Index {
     pub records: Vec<IndexRecord>,
 }
 
-/// Parses a whole `cyrus.index`, checking every CRC.
-pub fn parse_index(b: &[u8]) -> Result<Index, IndexError> {
+/// The bytes of the index header: reading that many from the start of
+/// `cyrus.index` is enough for [`parse_index_header`].
+pub const INDEX_HEADER_SIZE: usize = HEADER_SIZE;
+
+/// Parses the header of a `cyrus.index` (only its first
+/// [`INDEX_HEADER_SIZE`] bytes are needed), checking its CRC.
+pub fn parse_index_header(b: &[u8]) -> Result<IndexHeader, IndexError> {
     if b.len() < 12 {
         return Err(IndexError::Truncated("index header"));
     }
@@ -209,16 +228,30 @@ pub fn parse_index(b: &[u8]) -> Result<Index, IndexError> {
             "start offset {start}, record size {record_size}"
         )));
     }
-    let header = IndexHeader {
+    // Offsets of Cyrus 3.6's imap/mailbox.h (OFFSET_*, minor version 17).
+    Ok(IndexHeader {
         generation: u32_at(b, 0),
         num_records: u32_at(b, 20),
+        last_appenddate: u32_at(b, 24),
         last_uid: u32_at(b, 28),
+        pop3_last_login: u32_at(b, 40),
         uidvalidity: u32_at(b, 44),
+        options: u32_at(b, 60),
         highestmodseq: u64_at(b, 68).max(1),
         sync_crc: u32_at(b, 100),
-        sync_crc_annot: u32_at(b, 120),
+        recentuid: u32_at(b, 104),
+        recenttime: u32_at(b, 108),
+        pop3_show_after: u32_at(b, 112),
         quota_annot_used: u32_at(b, 116),
-    };
+        sync_crc_annot: u32_at(b, 120),
+        createdmodseq: u64_at(b, 128),
+    })
+}
+
+/// Parses a whole `cyrus.index`, checking every CRC.
+pub fn parse_index(b: &[u8]) -> Result<Index, IndexError> {
+    let header = parse_index_header(b)?;
+    let start = u32_at(b, 12) as usize;
     let n = header.num_records as usize;
     let end = n
         .checked_mul(RECORD_SIZE)

@@ -1,11 +1,12 @@
 //! The local reader: a mailbox's records straight from its `cyrus.index` on
 //! the master host, under the shared lock Cyrus's own readers take, for the
 //! milliseconds of one read; [`super::locate`] finds the files. The
-//! mailbox-level fields come from the protocol's `GET MAILBOXES`, which the
-//! engine reads anyway; the index must agree with them (HIGHESTMODSEQ,
-//! LAST_UID, UIDVALIDITY, both sync CRCs) or the read is refused and the
-//! protocol answers instead.
+//! mailbox-level fields come from the mailbox's `GET MAILBOXES` entry (from
+//! the protocol, or rebuilt by [`LocalReader::list`]); the index must agree
+//! with it (HIGHESTMODSEQ, LAST_UID, UIDVALIDITY, both sync CRCs) or the
+//! read is refused and the protocol answers instead.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ use std::sync::{Mutex, PoisonError};
 use rustix::fs::{FlockOperation, fcntl_lock};
 use rustix::io::Errno;
 
-use super::index::{IndexError, parse_header, parse_index};
+use super::index::{INDEX_HEADER_SIZE, IndexError, parse_header, parse_index, parse_index_header};
+use super::listing::{DbStamp, MasterDbs, relist};
 use super::locate::{Dirs, Locator};
 use crate::config::{ChannelConfig, Host, MasterReader};
 use crate::dlist::{FileLiteral, KvList, Value};
@@ -62,6 +64,16 @@ pub enum LocalError {
         /// The first field that differs.
         field: &'static str,
     },
+    /// No entry of this mailbox from the protocol is current (none yet,
+    /// or `mailboxes.db`/`annotations.db` changed since), or the files
+    /// cannot rebuild it.
+    #[error("{mailbox}: no current GET MAILBOXES entry to rebuild ({why})")]
+    Unlisted {
+        /// The mailbox.
+        mailbox: String,
+        /// Why.
+        why: &'static str,
+    },
     /// Annotations live in the annotation database, which this reader
     /// does not read.
     #[error("{mailbox} has annotations outside the index")]
@@ -92,7 +104,15 @@ const BIN_DIRS: &[&str] = &[
 #[derive(Debug)]
 pub struct LocalReader {
     locator: Locator,
+    /// The master's databases, when entries can be rebuilt from files.
+    dbs: Option<MasterDbs>,
+    /// The protocol's latest entry of each mailbox, with the databases as
+    /// they were before it was asked for.
+    listings: HashMap<String, (MailboxState, DbStamp)>,
 }
+
+/// Entries kept at most; the oldest are forgotten all at once past this.
+const LISTINGS_MAX: usize = 20_000;
 
 impl LocalReader {
     /// A reader using Cyrus's `mbpath` from `$CYRUS_BIN_DIR` or the usual
@@ -104,8 +124,20 @@ impl LocalReader {
             .chain(BIN_DIRS.iter().map(PathBuf::from))
             .map(|d| d.join("mbpath"))
             .find(|p| p.is_file())?;
+        let dbs = crate::config::file::ImapdConf::load(config)
+            .map_err(|e| e.to_string())
+            .and_then(|c| MasterDbs::from_conf(&c));
+        let dbs = match dbs {
+            Ok(d) => Some(d),
+            Err(why) => {
+                tracing::debug!("mailbox entries come from GET MAILBOXES only: {why}");
+                None
+            }
+        };
         Some(LocalReader {
             locator: Locator::new(config, &mbpath),
+            dbs,
+            listings: HashMap::new(),
         })
     }
 
@@ -156,6 +188,61 @@ impl LocalReader {
                 mailbox: uniqueid.to_string(),
                 detail: e.0,
             })
+    }
+
+    /// The master's databases now, to be taken *before* asking the
+    /// protocol for entries that [`remember`](Self::remember) will keep.
+    pub fn db_stamp(&self) -> Option<DbStamp> {
+        self.dbs.as_ref()?.stamp()
+    }
+
+    /// Keeps `listed`, the protocol's entries, as they were when the
+    /// databases were at `stamp`.
+    pub fn remember(&mut self, stamp: DbStamp, listed: &[MailboxState]) {
+        if self.listings.len() + listed.len() > LISTINGS_MAX {
+            self.listings.clear();
+        }
+        for m in listed {
+            self.listings
+                .insert(m.name().to_string(), (m.clone(), stamp));
+        }
+    }
+
+    /// The `GET MAILBOXES` entries of `names`, rebuilt from the master's
+    /// files (see [`super::listing`]); an error for the first mailbox that
+    /// cannot be (then the protocol answers for all). Blocks on index
+    /// locks: call it off the async executor.
+    pub fn list(&mut self, names: &[String]) -> Result<Vec<MailboxState>, LocalError> {
+        let unlisted = |name: &str, why| LocalError::Unlisted {
+            mailbox: name.to_string(),
+            why,
+        };
+        let first = names.first().map_or("", String::as_str);
+        let now = self
+            .db_stamp()
+            .ok_or_else(|| unlisted(first, "databases"))?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let (listed, stamp) = self
+                .listings
+                .get(name)
+                .ok_or_else(|| unlisted(name, "not listed yet"))?;
+            if *stamp != now {
+                return Err(unlisted(name, "databases changed"));
+            }
+            let dirs = self.dirs(listed.uniqueid(), listed.partition())?;
+            let (header, index) = self.read_files(&dirs, Some(INDEX_HEADER_SIZE))?;
+            let header = parse_header(&header).map_err(|source| LocalError::Index {
+                path: dirs.meta.join("cyrus.header"),
+                source,
+            })?;
+            let index = parse_index_header(&index).map_err(|source| LocalError::Index {
+                path: dirs.meta.join("cyrus.index"),
+                source,
+            })?;
+            out.push(relist(listed, &header, &index).map_err(|why| unlisted(name, why))?);
+        }
+        Ok(out)
     }
 
     /// Copies the message file of `uid` in the mailbox `uniqueid` into
@@ -264,13 +351,13 @@ impl LocalReader {
         result
     }
 
-    fn read(
+    /// `cyrus.header` and `cyrus.index` (its first `limit` bytes, or all),
+    /// read together under the shared index lock.
+    fn read_files(
         &self,
-        name: &str,
         dirs: &Dirs,
-        listed: &MailboxState,
-        since: Option<Since>,
-    ) -> Result<MailboxState, LocalError> {
+        limit: Option<usize>,
+    ) -> Result<(Vec<u8>, Vec<u8>), LocalError> {
         let dir = &dirs.meta;
         let header_path = dir.join("cyrus.header");
         let index_path = dir.join("cyrus.index");
@@ -278,28 +365,39 @@ impl LocalReader {
             let path = path.to_path_buf();
             move |source| LocalError::Io { path, source }
         };
-        let (header_bytes, index_bytes) = {
-            let _one = READING.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut index = File::open(&index_path).map_err(io(&index_path))?;
-            // Cyrus readers take a shared fcntl lock on cyrus.index
-            // (mailbox_lock_index); writers hold it exclusively while they
-            // change records and header, so under it the file is whole.
-            loop {
-                match fcntl_lock(&index, FlockOperation::LockShared) {
-                    Ok(()) => break,
-                    Err(Errno::INTR) => continue,
-                    Err(e) => return Err(io(&index_path)(e.into())),
-                }
+        let _one = READING.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut index = File::open(&index_path).map_err(io(&index_path))?;
+        // Cyrus readers take a shared fcntl lock on cyrus.index
+        // (mailbox_lock_index); writers hold it exclusively while they
+        // change records and header, so under it the file is whole.
+        loop {
+            match fcntl_lock(&index, FlockOperation::LockShared) {
+                Ok(()) => break,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(io(&index_path)(e.into())),
             }
-            let header = std::fs::read(&header_path).map_err(io(&header_path));
-            let mut bytes = Vec::new();
-            let read = index.read_to_end(&mut bytes).map_err(io(&index_path));
-            let _ = fcntl_lock(&index, FlockOperation::Unlock);
-            (header?, {
-                read?;
-                bytes
-            })
+        }
+        let header = std::fs::read(&header_path).map_err(io(&header_path));
+        let mut bytes = Vec::new();
+        let read = match limit {
+            Some(n) => (&mut index).take(n as u64).read_to_end(&mut bytes),
+            None => index.read_to_end(&mut bytes),
         };
+        let _ = fcntl_lock(&index, FlockOperation::Unlock);
+        read.map_err(io(&index_path))?;
+        Ok((header?, bytes))
+    }
+
+    fn read(
+        &self,
+        name: &str,
+        dirs: &Dirs,
+        listed: &MailboxState,
+        since: Option<Since>,
+    ) -> Result<MailboxState, LocalError> {
+        let header_path = dirs.meta.join("cyrus.header");
+        let index_path = dirs.meta.join("cyrus.index");
+        let (header_bytes, index_bytes) = self.read_files(dirs, None)?;
         let header = parse_header(&header_bytes).map_err(|source| LocalError::Index {
             path: header_path.clone(),
             source,

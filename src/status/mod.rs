@@ -226,6 +226,9 @@ pub struct Counters {
     /// vouch for the files: annotations, a concurrent change, a damaged or
     /// unknown index).
     pub local_fallbacks: u64,
+    /// Master mailbox entries rebuilt from its files instead of asked for
+    /// with `GET MAILBOXES`.
+    pub listed_locally: u64,
     /// Mailboxes whose replica state came from the target-state cache.
     pub cache_hits: u64,
     /// Mailboxes the cache could not answer for (the replica was read).
