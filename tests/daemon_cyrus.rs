@@ -557,3 +557,43 @@ fn rolling_with_the_target_state_cache() {
         );
     }
 }
+
+/// A Cyrus writer creates `log` and then writes its line under a lock; a
+/// run that comes in between finds an empty log and must not wait for a
+/// creation that will not come (the watcher reports creations only).
+#[test]
+fn a_line_written_into_an_empty_log_goes_out_without_the_fallback_poll() {
+    let pair = CyrusPair::start();
+    // Without a shutdown file the fallback poll is 10 s.
+    let conf = pair.master.imapd_conf();
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("sync_shutdown_file:"))
+        .collect();
+    std::fs::write(&conf, kept.join("\n") + "\n").unwrap();
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    lmtp.deliver("alice", &message(1, "first"));
+    converge(&pair, &["-n", "", "-u", "alice"], Duration::from_secs(30));
+    wait_log_consumed(&pair);
+
+    // The writer's O_CREAT, as Cyrus's user.
+    let log = pair.master.sync_log(None);
+    std::fs::write(&log, "").unwrap();
+    let owner = std::fs::metadata(log.parent().unwrap()).unwrap();
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::chown(&log, Some(owner.uid()), Some(owner.gid())).unwrap();
+    }
+    // The daemon looks at it, finds it empty, and leaves it to the writer.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(log.exists(), "the empty log was taken");
+    // lmtpd appends to the existing log: no creation to be told of.
+    let sent = Instant::now();
+    lmtp.deliver("alice", &message(2, "into the empty log"));
+    converge(&pair, &["-n", "", "-u", "alice"], Duration::from_secs(5));
+    eprintln!("replicated {:?} after the delivery", sent.elapsed());
+}

@@ -34,6 +34,10 @@ pub enum ChannelError {
 /// apart).
 const NOOP_RUN_SPACING: Duration = Duration::from_millis(10);
 
+/// The first look again at an empty log (doubling up to a second while it
+/// stays empty).
+const EMPTY_LOG_WAIT: Duration = Duration::from_millis(2);
+
 /// Commands from the control socket to a channel.
 #[derive(Debug, Clone, Default)]
 pub struct ChannelControl {
@@ -85,6 +89,7 @@ pub async fn run_channel(
         })
     };
     let mut last_run: Option<Instant> = None;
+    let mut empty_log_wait = Duration::ZERO;
     let mut last_any_run: Option<Instant> = None;
     monitor.event(
         "info",
@@ -150,9 +155,15 @@ pub async fn run_channel(
                 idle
             });
             flush_cache_now_and_then(cache.as_ref(), &mut last_flush).await;
-            // Sleep until the log changes; wake regularly for the shutdown
-            // file and as a fallback when no watcher is available.
-            let poll = if !watch.watching() || ch.shutdown_file.is_some() {
+            // Sleep until the log appears; wake regularly for the shutdown
+            // file and as a fallback when no watcher is available. An empty
+            // log's line comes with a write, which the watcher does not
+            // report: look again soon, less often while it stays empty (a
+            // writer that died after O_CREAT).
+            let poll = if reader.log_exists() {
+                empty_log_wait = (empty_log_wait * 2).clamp(EMPTY_LOG_WAIT, Duration::from_secs(1));
+                empty_log_wait
+            } else if !watch.watching() || ch.shutdown_file.is_some() {
                 Duration::from_secs(1)
             } else {
                 Duration::from_secs(10)
@@ -168,6 +179,7 @@ pub async fn run_channel(
         };
         let started = Instant::now();
         last_any_run = Some(started);
+        empty_log_wait = Duration::ZERO;
         monitor.update(|v| v.state = ChannelState::Syncing);
         let entries = run.read_all()?;
         let malformed = run.take_malformed();

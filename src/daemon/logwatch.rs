@@ -2,7 +2,8 @@
 //!
 //! Only the *creation* of `log` (or of the shutdown file) matters: the loop
 //! takes an existing `log` over as soon as `sync_repeat_interval` allows, so
-//! writes to it need no event. On Linux the inotify mask asks for creations
+//! writes to it need no event. (The one exception, an empty `log` whose
+//! writer has yet to write, the loop looks at again by itself.) On Linux the inotify mask asks for creations
 //! and renames into the directory alone. A watcher told of every open,
 //! write and close of `log` spent, in a flag storm of 2 500 logged changes a
 //! second, as much CPU as Cyrus's `sync_client` spent replicating them

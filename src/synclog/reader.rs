@@ -188,6 +188,14 @@ impl Reader {
         }))
     }
 
+    /// Whether `log` exists. After [`begin`](Self::begin) found nothing to
+    /// take, an existing `log` is an empty one: a writer between its
+    /// `O_CREAT` and its locked write, whose line follows in moments with no
+    /// creation for a watcher to see.
+    pub fn log_exists(&self) -> bool {
+        std::fs::symlink_metadata(&self.log).is_ok()
+    }
+
     /// Backlog figures for the status view. Reads only what was appended to
     /// `log` since the previous call.
     pub fn queue_stats(&mut self) -> Result<QueueStats, SyncLogError> {
