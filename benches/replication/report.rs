@@ -479,13 +479,17 @@ pub fn render(m: &Machine, workloads: &[Workload]) -> (String, String) {
          SYNC_FLAG_BATCH), so in W4 it seeds the mailbox in one APPLY MAILBOX \
          whatever the setting, while cyrsync brings it up in sync_batchsize steps, \
          each a consistent mailbox the replica commits.\n\n\
-         **Reading W5.** A run lasts the storm (5 000 STOREs, about 2 s) plus the \
-         wait for the replicator's next run after the last STORE, which \
-         sync_repeat_interval spaces up to 1 s apart for both replicators. The \
-         rate therefore falls in steps — 5 000 changes in about 2 s or about 3 s — \
-         by which side of a run the storm ends; the catch_up_seconds of each round \
-         shows it. On 2 cores, anything else running (the replicator included) \
-         lengthens the storm and moves more rounds into the slower step.\n"
+         **Reading W5.** At sync_repeat_interval 1s a run lasts the storm (5 000 \
+         STOREs, about 2 s) plus the wait for the replicator's next run after the \
+         last STORE, which the interval spaces up to 1 s apart for both \
+         replicators. The rate therefore falls in steps — 5 000 changes in about \
+         2 s or about 3 s — by which side of a run the storm ends; the \
+         catch_up_seconds of each round shows it. On 2 cores, anything else \
+         running (the replicator included) lengthens the storm and moves more \
+         rounds into the slower step. At sync_repeat_interval 0 both replicate \
+         continuously and the replica agrees within milliseconds of the last \
+         STORE, so the rate is that of the storm as slowed by the replication \
+         running beside it on the same 2 cores.\n"
     );
     for w in workloads {
         let _ = writeln!(md, "\n## {} — {}\n\n{}\n", w.id, w.title, w.params);
