@@ -15,7 +15,7 @@
 
 pub mod spool;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -188,9 +188,10 @@ pub struct Engine {
     /// Replica mailboxes `APPLY RESERVE` may search for a message, besides
     /// the one being updated (sync_client lists the mailboxes of the batch).
     reserve_scope: Vec<String>,
-    /// Bodies were sent since the last `RESTART`: the replica's sync_server
-    /// holds them for the session, and only `APPLY RESERVE` finds them.
-    uploaded_since_restart: bool,
+    /// GUIDs of the bodies the replica accepted since the last `RESTART`:
+    /// its sync_server keeps them staged for the session (its reserve
+    /// list), where `APPLY MAILBOX` finds them without another upload.
+    uploaded: HashSet<String>,
     observer: Option<std::sync::Arc<dyn Observer>>,
     /// Reads records from the master's index files, when on the master host.
     local: Option<LocalReader>,
@@ -207,6 +208,7 @@ struct SentGroup {
     pending: crate::proto::session::Pending,
     count: u64,
     bytes: u64,
+    guids: Vec<String>,
 }
 
 /// What [`Engine::upload`] leaves unanswered: the last `APPLY MESSAGE`,
@@ -231,7 +233,7 @@ impl Engine {
             options,
             stats: SyncStats::default(),
             reserve_scope: Vec::new(),
-            uploaded_since_restart: false,
+            uploaded: HashSet::new(),
             observer: None,
             local: None,
             cache: None,
@@ -356,7 +358,7 @@ impl Engine {
     /// `RESTART` on the replica between batches, as sync_client does.
     pub async fn restart(&mut self) -> Result<(), EngineError> {
         self.target.restart().await?;
-        self.uploaded_since_restart = false;
+        self.uploaded.clear();
         Ok(())
     }
 
@@ -1222,13 +1224,25 @@ impl Engine {
                 .cloned(),
         );
         // No mailbox of this user on the replica that ever held a message
-        // (a new user, a seed, a new or empty folder), and nothing sent in
-        // this session: the replica holds none of these messages, and
-        // sync_client sends a new user's without asking either.
-        let nothing_there = self.reserve_scope.is_empty() && !self.uploaded_since_restart;
+        // (a new user, a seed, a new or empty folder): the replica holds
+        // only the bodies this session gave it, which it keeps staged, so
+        // there is nothing for APPLY RESERVE to find (sync_client sends a
+        // new user's messages without asking either). This spares every
+        // step after the first of a sync_batchsize seed a RESERVE that
+        // searched the growing mailbox for nothing.
+        let nothing_there = self.reserve_scope.is_empty();
         if nothing_there {
             let mut seen = BTreeSet::new();
-            missing.extend(records.iter().filter(|r| seen.insert(r.guid.as_str())));
+            for r in records {
+                if !seen.insert(r.guid.as_str()) {
+                    continue;
+                }
+                if self.uploaded.contains(&r.guid) {
+                    self.stats.messages_reserved += 1;
+                } else {
+                    missing.push(r);
+                }
+            }
         }
         for chunk in records.chunks(RESERVE_CHUNK).filter(|_| !nothing_there) {
             let mut guids: Vec<&str> = chunk.iter().map(|r| r.guid.as_str()).collect();
@@ -1399,8 +1413,8 @@ impl Engine {
         }
         let files = spool.files();
         let (count, bytes) = (files.len() as u64, spool.bytes());
+        let guids = files.iter().map(|f| f.guid.clone()).collect();
         self.stats.applies += 1;
-        self.uploaded_since_restart = true;
         let pending = self
             .target
             .send_streaming(Command::apply_message(files), spool)
@@ -1409,6 +1423,7 @@ impl Engine {
             pending,
             count,
             bytes,
+            guids,
         }))
     }
 
@@ -1419,6 +1434,7 @@ impl Engine {
             pending,
             count,
             bytes,
+            guids,
         }) = uploading.0
         else {
             return Ok(());
@@ -1427,6 +1443,7 @@ impl Engine {
         self.target.receive(pending, &mut sink).await?;
         self.stats.messages_uploaded += count;
         self.stats.bytes_uploaded += bytes;
+        self.uploaded.extend(guids);
         Ok(())
     }
 
@@ -1492,12 +1509,13 @@ impl Engine {
         let files = spool.files();
         let count = files.len() as u64;
         let bytes = spool.bytes();
+        let guids: Vec<String> = files.iter().map(|f| f.guid.clone()).collect();
         self.stats.applies += 1;
         let mut sink = Spool::new();
-        self.uploaded_since_restart = true;
         self.target
             .command_streaming(Command::apply_message(files), spool, &mut sink)
             .await?;
+        self.uploaded.extend(guids);
         self.stats.messages_uploaded += count;
         self.stats.bytes_uploaded += bytes;
         spool.clear();
