@@ -57,9 +57,10 @@ struct FileStamp {
     ctime: (i64, i64),
 }
 
-/// Both databases as they were at one moment.
+/// Both databases as they were at one moment (`None`: not there yet;
+/// Cyrus creates `annotations.db` only when it first needs it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DbStamp([FileStamp; 2]);
+pub struct DbStamp([Option<FileStamp>; 2]);
 
 /// Where the master keeps `mailboxes.db` and `annotations.db`.
 #[derive(Debug, Clone)]
@@ -100,17 +101,22 @@ impl MasterDbs {
         })
     }
 
-    /// Both databases now; `None` when one cannot be looked at.
+    /// Both databases now; `None` when one cannot be looked at (other
+    /// than by being absent).
     pub fn stamp(&self) -> Option<DbStamp> {
-        let one = |p: &PathBuf| {
-            let m = std::fs::metadata(p).ok()?;
-            Some(FileStamp {
+        let one = |p: &PathBuf| -> Option<Option<FileStamp>> {
+            let m = match std::fs::metadata(p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(None),
+                Err(_) => return None,
+            };
+            Some(Some(FileStamp {
                 dev: m.dev(),
                 ino: m.ino(),
                 size: m.size(),
                 mtime: (m.mtime(), m.mtime_nsec()),
                 ctime: (m.ctime(), m.ctime_nsec()),
-            })
+            }))
         };
         Some(DbStamp([one(&self.files[0])?, one(&self.files[1])?]))
     }
@@ -328,7 +334,14 @@ mod tests {
             .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"))
             .unwrap();
         assert_ne!(dbs.stamp(), Some(before));
+        // Absent, then created: a change too.
+        let gone = dbs.stamp().unwrap();
+        std::fs::remove_file(&an).unwrap();
+        let absent = dbs.stamp().unwrap();
+        assert_ne!(absent, gone);
+        std::fs::write(&an, b"").unwrap();
+        assert_ne!(dbs.stamp(), Some(absent));
         std::fs::remove_file(&mb).unwrap();
-        assert_eq!(dbs.stamp(), None);
+        assert_ne!(dbs.stamp(), Some(absent));
     }
 }
