@@ -547,3 +547,48 @@ fn entries_rebuilt_from_files_equal_get_mailboxes_until_the_databases_change() {
         "a renamed mailbox rebuilt under its old name"
     );
 }
+
+/// Cyrus shows POP3_NEW_UIDL ("P") in OPTIONS for a mailbox without
+/// messages whatever its stored options (`mailbox_buf_to_index_header`):
+/// with the option turned off, the letter comes back with the last expunge.
+#[test]
+fn rebuilt_options_follow_cyrus_when_the_last_message_goes() {
+    let pair = CyrusPair::start();
+    let mut reader =
+        LocalReader::new(&pair.master.imapd_conf()).expect("Cyrus's mbpath (cyrus-imapd package)");
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.bob");
+    let names = vec!["user.bob".to_string()];
+    let mut master = Csync::connect(pair.master.csync_port, REPL_USER, REPL_PASSWORD);
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    let mut bob = Imap::login(pair.master.imap_port, "bob", "bobpw");
+    let mut seen = Vec::new();
+    for step in ["one message", "pop3newuidl off", "emptied"] {
+        match step {
+            "one message" => lmtp.deliver("bob", &message(1, "one")),
+            "pop3newuidl off" => {
+                admin.ok(
+                    "SETMETADATA user.bob (/shared/vendor/cmu/cyrus-imapd/pop3newuidl \"false\")",
+                );
+            }
+            _ => {
+                bob.ok("SELECT INBOX");
+                bob.ok("STORE 1 +FLAGS (\\Deleted)");
+                bob.ok("EXPUNGE");
+            }
+        }
+        if step != "emptied" {
+            // A mailbox-level change: the entry comes from the protocol.
+            let stamp = reader.db_stamp().expect("twoskip databases");
+            reader.remember(stamp, &listed(&mut master, &names));
+        }
+        let want = listed(&mut master, &names);
+        let got = reader
+            .list(&names)
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        assert!(got == want, "{step}: {:?}", got[0].differences(&want[0]));
+        let options = want[0].kvlist().get("OPTIONS").unwrap().clone();
+        seen.push(options.as_str().unwrap().to_string());
+    }
+    assert_eq!(seen, ["P", "", "P"], "OPTIONS as Cyrus showed them");
+}

@@ -126,8 +126,10 @@ pub struct IndexHeader {
     pub last_appenddate: u32,
     /// `POP3_LAST_LOGIN`.
     pub pop3_last_login: u32,
-    /// The `OPT_*` bits, of which `OPTIONS` shows four.
+    /// The `OPT_*` bits as stored, of which `OPTIONS` shows four.
     pub options: u32,
+    /// Messages not expunged (`EXISTS`).
+    pub exists: u32,
     /// `RECENTUID`.
     pub recentuid: u32,
     /// `RECENTTIME`.
@@ -237,6 +239,7 @@ pub fn parse_index_header(b: &[u8]) -> Result<IndexHeader, IndexError> {
         pop3_last_login: u32_at(b, 40),
         uidvalidity: u32_at(b, 44),
         options: u32_at(b, 60),
+        exists: u32_at(b, 84),
         highestmodseq: u64_at(b, 68).max(1),
         sync_crc: u32_at(b, 100),
         recentuid: u32_at(b, 104),

@@ -31,6 +31,8 @@ use crate::model::MailboxState;
 /// `sync_encode_options` writes them.
 const OPTION_LETTERS: [(u32, char); 4] =
     [(1 << 0, 'P'), (1 << 2, 'S'), (1 << 3, 'D'), (1 << 4, 'A')];
+/// `OPT_POP3_NEW_UIDL`.
+const OPT_POP3_NEW_UIDL: u32 = 1 << 0;
 /// `OPT_MAILBOX_DELETED`: the mailbox awaits cleanup.
 const OPT_MAILBOX_DELETED: u32 = 1 << 31;
 
@@ -155,6 +157,14 @@ pub fn relist(
     if index.options & OPT_MAILBOX_DELETED != 0 {
         return Err("OPTIONS");
     }
+    // Cyrus's reader of the index header sets POP3_NEW_UIDL in memory for
+    // a mailbox without messages (mailbox_buf_to_index_header), and
+    // GET MAILBOXES shows what is in memory.
+    let options = if index.exists == 0 {
+        index.options | OPT_POP3_NEW_UIDL
+    } else {
+        index.options
+    };
     let mut kv = KvList::new();
     for (key, value) in listed.kvlist().iter() {
         let fresh = match key {
@@ -169,7 +179,7 @@ pub fn relist(
             "POP3_LAST_LOGIN" => Value::num(index.pop3_last_login.into()),
             "POP3_SHOW_AFTER" => Value::num(index.pop3_show_after.into()),
             "UIDVALIDITY" => Value::num(index.uidvalidity.into()),
-            "OPTIONS" => Value::atom(encode_options(index.options)),
+            "OPTIONS" => Value::atom(encode_options(options)),
             // Cyrus sends it only when non-zero; it never changes.
             "CREATEDMODSEQ" if index.createdmodseq != 0 => Value::num(index.createdmodseq),
             "CREATEDMODSEQ" => return Err("CREATEDMODSEQ"),
@@ -256,6 +266,20 @@ mod tests {
         assert_eq!(text("POP3_SHOW_AFTER"), "9");
         // NEEDS_REPACK is not a sync option.
         assert_eq!(text("OPTIONS"), "PS");
+        // Without POP3_NEW_UIDL on disk, Cyrus shows it only for a mailbox
+        // without messages.
+        i.options = 1 << 2;
+        i.exists = 0;
+        let options = |m: &MailboxState| {
+            m.kvlist()
+                .get("OPTIONS")
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(options(&relist(&l, &h, &i).unwrap()), "PS");
+        i.exists = 3;
+        assert_eq!(options(&relist(&l, &h, &i).unwrap()), "S");
         assert_eq!(text("ACL"), "alice\tlrswipkxtecdan\tbob\tlrs\t");
         assert_eq!(text("FOLDERMODSEQ"), "1");
         let keys: Vec<&str> = got.kvlist().iter().map(|(k, _)| k).collect();
