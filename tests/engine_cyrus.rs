@@ -8,10 +8,12 @@
 mod support;
 
 use assert_cmd::Command;
-use support::compare::assert_same_user;
+use support::compare::{assert_same_user, names};
+use support::csync::Csync;
+use support::daemon::{Daemon, converge};
 use support::imap::{Imap, quote};
 use support::lmtp::{Lmtp, message};
-use support::pair::CyrusPair;
+use support::pair::{CyrusPair, REPL_PASSWORD, REPL_USER};
 use support::sieve::Sieve;
 
 fn cyrsync(pair: &CyrusPair, args: &[&str]) -> std::process::Output {
@@ -617,4 +619,85 @@ fn replica_changed_behind_our_back() {
     alice.ok("EXPUNGE");
     sync(&pair, &["-u", "alice"]);
     assert_replicated(&pair, "alice");
+}
+
+/// Cyrus 3's own namespace defaults (`altnamespace` and `unixhierarchysep`
+/// on, as an imapd.conf that does not set them gets) with
+/// `virtdomains: userid`: users in several domains, one localpart in two of
+/// them, a `.` inside a userid and inside a folder name, folders with
+/// spaces; first one-shot, then rolling.
+#[test]
+fn virtual_domains_under_cyrus_3_namespace_defaults() {
+    let pair = CyrusPair::start();
+    for inst in [&pair.master, &pair.replica] {
+        inst.set_option("virtdomains", "userid");
+        inst.set_option("altnamespace", "yes");
+        inst.set_option("unixhierarchysep", "yes");
+    }
+    let users = [
+        "alice",
+        "alice@example.com",
+        "first.last@example.com",
+        "bob@example.org",
+    ];
+    // A global administrator names a user's folder `user/local/folder@domain`.
+    let ext = |u: &str, folder: &str| {
+        let (local, domain) = match u.split_once('@') {
+            Some((l, d)) => (l, format!("@{d}")),
+            None => (u, String::new()),
+        };
+        let folder = if folder.is_empty() {
+            String::new()
+        } else {
+            format!("/{folder}")
+        };
+        quote(&format!("user/{local}{folder}{domain}"))
+    };
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for (i, u) in users.iter().enumerate() {
+        admin.ok(&format!("CREATE {}", ext(u, "")));
+        admin.ok(&format!("CREATE {}", ext(u, "Sent Items")));
+        admin.ok(&format!("SETQUOTA {} (STORAGE {})", ext(u, ""), 1000 + i));
+        // An administrator holds only `lca` on users' mailboxes.
+        for f in ["", "Sent Items"] {
+            admin.ok(&format!("SETACL {} cyrus lrswipkxtecdn", ext(u, f)));
+        }
+        for n in 0..3 {
+            lmtp.deliver(u, &message(n, u));
+        }
+        let sent = ext(u, "Sent Items");
+        admin.append(&sent[1..sent.len() - 1], "(\\Seen)", &message(9, u));
+    }
+    let mut master = Csync::connect(pair.master.csync_port, REPL_USER, REPL_PASSWORD);
+    let listed = master.run("GET USER first.last@example.com");
+    assert!(
+        names(&listed.items)
+            .iter()
+            .any(|n| n == "example.com!user.first^last.Sent Items"),
+        "internal names: {:?}",
+        names(&listed.items)
+    );
+    for u in users {
+        sync(&pair, &["-u", u]);
+        assert_replicated(&pair, u);
+    }
+    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    for (i, u) in users.iter().enumerate() {
+        lmtp.deliver(u, &message(10 + i, "rolling"));
+        admin.ok(&format!("SELECT {}", ext(u, "")));
+        admin.ok("STORE 1 +FLAGS (\\Flagged)");
+        admin.ok(&format!(
+            "RENAME {} {}",
+            ext(u, "Sent Items"),
+            ext(u, "Sent.2026")
+        ));
+    }
+    for u in users {
+        converge(&pair, &["-u", u], std::time::Duration::from_secs(30));
+    }
+    drop(_daemon);
+    for u in users {
+        assert_replicated(&pair, u);
+    }
 }

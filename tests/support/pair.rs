@@ -125,6 +125,23 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Sets `key: value` in this instance's imapd.conf, replacing the line
+    /// that sets `key` if there is one (Cyrus refuses a key given twice).
+    /// Cyrus's processes read the file when they start, so this reaches new
+    /// connections and replicators started afterwards.
+    pub fn set_option(&self, key: &str, value: &str) {
+        let path = self.imapd_conf();
+        let text = fs::read_to_string(&path).expect("read imapd.conf");
+        let prefix = format!("{key}:");
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with(&prefix))
+            .map(str::to_string)
+            .collect();
+        lines.push(format!("{key}: {value}"));
+        fs::write(&path, lines.join("\n") + "\n").expect("write imapd.conf");
+    }
+
     /// The instance's imapd.conf.
     pub fn imapd_conf(&self) -> PathBuf {
         self.dir.join("imapd.conf")
@@ -489,21 +506,10 @@ impl CyrusPair {
         }
     }
 
-    /// Sets `key: value` in the master's imapd.conf, replacing the line that
-    /// sets `key` if there is one (Cyrus refuses a key given twice). Cyrus's
-    /// processes read the file when they start, so this reaches new
-    /// connections and replicators started afterwards.
+    /// Sets `key: value` in the master's imapd.conf (see
+    /// [`Instance::set_option`]).
     pub fn set_master_option(&self, key: &str, value: &str) {
-        let path = self.master.imapd_conf();
-        let text = fs::read_to_string(&path).expect("read master imapd.conf");
-        let prefix = format!("{key}:");
-        let mut lines: Vec<String> = text
-            .lines()
-            .filter(|l| !l.starts_with(&prefix))
-            .map(str::to_string)
-            .collect();
-        lines.push(format!("{key}: {value}"));
-        fs::write(&path, lines.join("\n") + "\n").expect("write master imapd.conf");
+        self.master.set_option(key, value);
     }
 
     /// A copy of the master's imapd.conf in `dir` with `set` applied (a key
