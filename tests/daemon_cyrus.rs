@@ -245,6 +245,54 @@ fn replica_outage_backs_off_and_converges() {
     }
 }
 
+/// The master's Cyrus restarted under a running daemon (an upgrade, a
+/// reboot of the service): the sessions to the master's sync_server die,
+/// and what is delivered afterwards still reaches the replica.
+#[test]
+fn master_restart_under_the_daemon() {
+    let pair = CyrusPair::start_with(&["sync_reconnect_maxwait: 2"]);
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    drop(admin);
+    let mut daemon = Daemon::start(&pair, &["-n", ""]);
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    lmtp.deliver("alice", &message(0, "before"));
+    converge(&pair, &["-u", "alice"], Duration::from_secs(20));
+    drop(lmtp);
+
+    pair.restart_master();
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for i in 1..=5 {
+        lmtp.deliver("alice", &message(i, "after the restart"));
+    }
+    let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
+    alice.ok("SELECT INBOX");
+    alice.ok("STORE 1:2 +FLAGS (\\Seen)");
+    // A new folder changes mailboxes.db: the master must be asked, over a
+    // session that died with the restart.
+    alice.ok("CREATE INBOX.after");
+    alice.append("INBOX.after", "()", &message(9, "in the new folder"));
+    converge(&pair, &["-u", "alice"], Duration::from_secs(30));
+    assert!(daemon.0.try_wait().unwrap().is_none(), "daemon exited");
+    // The run that converged removes its log-run a moment later.
+    let start = Instant::now();
+    while log_lines(&pair, None) > 0 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(log_lines(&pair, None), 0, "log not consumed");
+    let status = status_json(&pair);
+    let sessions = status["channels"][0]["sessions"].as_array().unwrap();
+    let reconnects: u64 = sessions
+        .iter()
+        .filter(|s| s["side"] == "master")
+        .map(|s| s["reconnects"].as_u64().unwrap())
+        .sum();
+    assert!(
+        reconnects >= 1,
+        "the dead master session was not replaced: {sessions:?}"
+    );
+}
+
 /// A TCP proxy to the replica that can freeze the connections it already
 /// carries (they stay open but nothing passes), as a hung replica would.
 struct StallingProxy {

@@ -506,6 +506,24 @@ impl CyrusPair {
         }
     }
 
+    /// Stops the master's Cyrus and starts it again (its sync_server
+    /// sessions die with it); waits until it listens again.
+    pub fn restart_master(&self) {
+        stop_instance(&self.master);
+        start_master(&self.master);
+        for port in [
+            self.master.imap_port,
+            self.master.csync_port,
+            self.master.lmtp_port,
+        ] {
+            assert!(
+                wait_for_port(port, Duration::from_secs(20)),
+                "master did not come back on {port}:\n{}",
+                self.master.master_err()
+            );
+        }
+    }
+
     /// Sets `key: value` in the master's imapd.conf (see
     /// [`Instance::set_option`]).
     pub fn set_master_option(&self, key: &str, value: &str) {
