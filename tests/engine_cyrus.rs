@@ -810,3 +810,58 @@ fn shared_mailboxes() {
         assert!(got.items.is_empty(), "{gone} still on the replica: {got:?}");
     }
 }
+
+/// `conversations: yes` (JMAP sites): records carry thread ids, mailboxes
+/// a conversation modseq; threads replicated one-shot and rolling.
+#[test]
+fn conversations_on() {
+    let pair = CyrusPair::start();
+    for inst in [&pair.master, &pair.replica] {
+        inst.set_option("conversations", "yes");
+        inst.set_option("conversations_db", "twoskip");
+    }
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    admin.ok("CREATE user.alice.Sent");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    let threaded = |n: usize, parent: Option<usize>| {
+        let refs = parent
+            .map(|p| {
+                format!(
+                    "In-Reply-To: <thread-{p}@example.org>\nReferences: <thread-{p}@example.org>\n"
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "From: sender@example.org\nTo: alice@example.org\nSubject: {}topic {}\n\
+             Message-ID: <thread-{n}@example.org>\n{refs}Date: Thu, 03 Dec 2026 12:00:00 +0000\n\n\
+             Body {n}.\n",
+            if parent.is_some() { "Re: " } else { "" },
+            parent.unwrap_or(n)
+        )
+    };
+    lmtp.deliver("alice", &threaded(1, None));
+    lmtp.deliver("alice", &threaded(2, Some(1)));
+    lmtp.deliver("alice", &threaded(3, None));
+    let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
+    alice.append("INBOX.Sent", "(\\Seen)", &threaded(4, Some(1)));
+    let mut master = Csync::connect(pair.master.csync_port, REPL_USER, REPL_PASSWORD);
+    let full = master.run("GET FULLMAILBOX user.alice");
+    let text = String::from_utf8_lossy(&full.items.concat()).into_owned();
+    assert!(
+        text.contains("XCONVMODSEQ") && text.contains("thrid"),
+        "conversations are not on: {text}"
+    );
+    sync(&pair, &["-u", "alice"]);
+    assert_replicated(&pair, "alice");
+
+    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    lmtp.deliver("alice", &threaded(5, Some(3)));
+    alice.ok("SELECT INBOX");
+    alice.ok("STORE 1 +FLAGS (\\Flagged)");
+    alice.ok("STORE 2 +FLAGS (\\Deleted)");
+    alice.ok("EXPUNGE");
+    converge(&pair, &["-u", "alice"], std::time::Duration::from_secs(30));
+    drop(_daemon);
+    assert_replicated(&pair, "alice");
+}
