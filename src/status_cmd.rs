@@ -116,6 +116,17 @@ pub fn render(snapshot: &Json) -> String {
             }
         }
         if let Some(k) = c.get("counters") {
+            let (read, listed, fell_back) = (
+                num(k, "local_reads"),
+                num(k, "listed_locally"),
+                num(k, "local_fallbacks"),
+            );
+            if read + listed + fell_back > 0 {
+                let _ = writeln!(
+                    out,
+                    "  master files: {read} mailbox(es) read from index files, {listed} listed without GET MAILBOXES, {fell_back} left to the protocol"
+                );
+            }
             let (hits, misses, gone) = (
                 num(k, "cache_hits"),
                 num(k, "cache_misses"),
@@ -163,6 +174,24 @@ mod tests {
         let text = render(&snap);
         assert!(
             text.contains("target-state cache: 12 hit(s), 3 miss(es), 1 invalidated"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn master_file_counters_show_once_the_local_reader_worked() {
+        let mut snap = serde_json::json!({
+            "channels": [{"name": "", "replica": "r:2005", "state": "Idle",
+                          "counters": {"errors": 0}}]
+        });
+        assert!(!render(&snap).contains("master files"));
+        snap["channels"][0]["counters"] =
+            serde_json::json!({"local_reads": 7, "listed_locally": 5, "local_fallbacks": 2});
+        let text = render(&snap);
+        assert!(
+            text.contains(
+                "master files: 7 mailbox(es) read from index files, 5 listed without GET MAILBOXES, 2 left to the protocol"
+            ),
             "{text}"
         );
     }

@@ -120,6 +120,9 @@ fn syncing() -> Snapshot {
     c.waiting = 4120;
     c.lag_seconds = Some(14.0);
     c.rate_per_sec = 312.5;
+    c.counters.local_reads = 290;
+    c.counters.listed_locally = 1180;
+    c.counters.local_fallbacks = 21;
     c.queue = Queue {
         log_bytes: 120_000,
         log_lines: 120,

@@ -568,11 +568,10 @@ fn draw_errors_and_events(
     let k = &c.counters;
     lines.insert(0, Line::styled(
         format!(
-            "done: {} actions · {} mailboxes ({} from index files, {} fell back) · {} messages ({}) · {} retries · {} CRC mismatches · {} re-logged{}",
+            "done: {} actions · {} mailboxes{} · {} messages ({}) · {} retries · {} CRC mismatches · {} re-logged{}",
             k.actions,
             k.mailboxes,
-            k.local_reads,
-            k.local_fallbacks,
+            master_file_counters(k),
             k.messages,
             bytes(k.bytes),
             k.retries,
@@ -587,6 +586,18 @@ fn draw_errors_and_events(
         .wrap(Wrap { trim: false })
         .block(Block::bordered().title(Span::styled(title, t.title())));
     f.render_widget(p, area);
+}
+
+/// What the local master reader did, once it has been used (space is short
+/// at 80×24, and a protocol-only setup has nothing to say here).
+fn master_file_counters(k: &crate::status::Counters) -> String {
+    if k.local_reads + k.listed_locally + k.local_fallbacks == 0 {
+        return String::new();
+    }
+    format!(
+        " (index files: {} read, {} listed, {} fell back)",
+        k.local_reads, k.listed_locally, k.local_fallbacks
+    )
 }
 
 /// The target-state cache's counters, once it has been used.
