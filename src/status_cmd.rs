@@ -15,11 +15,15 @@ pub fn fetch(path: &Path) -> Result<Json, ClientError> {
     Client::connect(path, Some(std::time::Duration::from_secs(10)))?.snapshot_json()
 }
 
-/// Whether any channel is in error (or backing off after one).
+/// Whether any channel is in error (or backing off after one, or holding
+/// users back after repeated failures).
 pub fn has_error(snapshot: &Json) -> bool {
     channels(snapshot).any(|c| {
         c.get("state")
             .is_some_and(|s| s.get("Error").is_some() || s.get("Backoff").is_some())
+            || c.get("held")
+                .and_then(Json::as_array)
+                .is_some_and(|h| !h.is_empty())
     })
 }
 
@@ -139,6 +143,25 @@ pub fn render(snapshot: &Json) -> String {
                 );
             }
         }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        for h in c.get("held").and_then(Json::as_array).into_iter().flatten() {
+            let user = h.get("user").and_then(Json::as_str).unwrap_or("");
+            let _ = writeln!(
+                out,
+                "  held back: {} after {} failure(s), next try in {}s: {}",
+                if user.is_empty() {
+                    "shared mailboxes"
+                } else {
+                    user
+                },
+                num(h, "failures"),
+                num(h, "retry_at_unix").saturating_sub(now),
+                h.get("reason").and_then(Json::as_str).unwrap_or("")
+            );
+        }
         if let Some(e) = c.get("last_error").filter(|e| !e.is_null()) {
             let _ = writeln!(
                 out,
@@ -174,6 +197,26 @@ mod tests {
         let text = render(&snap);
         assert!(
             text.contains("target-state cache: 12 hit(s), 3 miss(es), 1 invalidated"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn held_users_are_listed_and_make_status_fail() {
+        let mut snap = serde_json::json!({
+            "channels": [{"name": "", "replica": "r:2005", "state": "Idle",
+                          "counters": {"errors": 3}, "held": []}]
+        });
+        assert!(!has_error(&snap));
+        snap["channels"][0]["held"] = serde_json::json!([
+            {"user": "carol", "failures": 2, "retry_at_unix": u64::MAX / 2,
+             "reason": "127.0.0.1:2005 closed the connection while APPLY MESSAGE"}
+        ]);
+        assert!(has_error(&snap));
+        let text = render(&snap);
+        assert!(
+            text.contains("held back: carol after 2 failure(s), next try in ")
+                && text.contains("s: 127.0.0.1:2005 closed the connection while APPLY MESSAGE"),
             "{text}"
         );
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cyrsync::status::client::ControlCommand;
 use support::compare::assert_same_user;
 use support::csync::Csync;
-use support::daemon::{Daemon, bin, control, converge, status_json};
+use support::daemon::{Daemon, bin, control, converge, status_json, verify};
 use support::imap::Imap;
 use support::lmtp::{Lmtp, message};
 use support::pair::{CyrusPair, Instance, REPL_PASSWORD, REPL_USER};
@@ -644,4 +644,96 @@ fn a_line_written_into_an_empty_log_goes_out_without_the_fallback_poll() {
     lmtp.deliver("alice", &message(2, "into the empty log"));
     converge(&pair, &["-n", "", "-u", "alice"], Duration::from_secs(5));
     eprintln!("replicated {:?} after the delivery", sent.elapsed());
+}
+
+/// A user the replica cannot take (here: a partition the master has and
+/// the replica lacks, a common slip when adding a disk; the replica's
+/// sync_server dies on it) must not stall the others, even on the same
+/// worker: the user is held back, its changes wait in `log-held`, status
+/// says so, and once the replica is fixed a "sync now" brings it over.
+#[test]
+fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
+    let pair = CyrusPair::start_with(&["cyrsync_workers: 1"]);
+    let add_partition = |inst: &Instance| {
+        let dir = inst.dir.join("spool-other");
+        std::fs::create_dir_all(&dir).unwrap();
+        let cyrus = nix::unistd::User::from_name("cyrus").unwrap().unwrap();
+        std::os::unix::fs::chown(&dir, Some(cyrus.uid.as_raw()), Some(cyrus.gid.as_raw())).unwrap();
+        inst.set_option("partition-other", &dir.display().to_string());
+    };
+    add_partition(&pair.master);
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    admin.ok("CREATE user.carol other");
+    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for n in 0..3 {
+        lmtp.deliver("carol", &message(n, "held"));
+        lmtp.deliver("alice", &message(n, "goes on"));
+    }
+    converge(&pair, &["-u", "alice"], Duration::from_secs(30));
+    let start = Instant::now();
+    let held = loop {
+        let status = status_json(&pair);
+        let held = status["channels"][0]["held"].clone();
+        if held.as_array().is_some_and(|h| !h.is_empty()) {
+            break held;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "carol not held back: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(held[0]["user"], "carol", "{held}");
+    let held_log = pair.master.sync_log(None).with_file_name("log-held");
+    let kept = std::fs::read_to_string(&held_log).unwrap_or_default();
+    assert!(kept.contains("carol"), "log-held: {kept:?}");
+    let out = Command::new(bin())
+        .arg("-C")
+        .arg(pair.master.imapd_conf())
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "status must fail: {text}");
+    assert!(text.contains("held back: carol"), "{text}");
+
+    // Alice's next delivery does not wait for carol (before holds, the run
+    // stuck on carol's action never ended).
+    lmtp.deliver("alice", &message(9, "later"));
+    converge(&pair, &["-u", "alice"], Duration::from_secs(10));
+    assert!(
+        !verify(&pair, &["-u", "carol"]).0,
+        "carol replicated without her partition"
+    );
+
+    // The administrator adds the partition on the replica and asks for a
+    // run: carol comes over, nothing of hers lost.
+    add_partition(&pair.replica);
+    lmtp.deliver("carol", &message(10, "after the fix"));
+    control(
+        &pair,
+        ControlCommand::SyncNow {
+            channel: String::new(),
+        },
+    );
+    converge(&pair, &["-u", "carol"], Duration::from_secs(30));
+    converge(&pair, &["-u", "alice"], Duration::from_secs(10));
+    let start = Instant::now();
+    loop {
+        let status = status_json(&pair);
+        if status["channels"][0]["held"]
+            .as_array()
+            .is_some_and(|h| h.is_empty())
+            && !held_log.exists()
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still held: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -4,6 +4,12 @@
 //! remove `log-run`. An idle channel sleeps until the log changes (inotify or
 //! kqueue, with a polling fallback); `sync_repeat_interval` is the minimum
 //! time between two runs, so a new entry on an idle channel goes out at once.
+//!
+//! Entries of users the workers hold back after repeated failures go to
+//! `log-held` beside the log (with the writers' append protocol, before
+//! `log-run` is removed) and back into the log when a hold ends, when the
+//! administrator asks for a run, and at start: they are neither lost nor
+//! retried on every run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +64,9 @@ pub async fn run_channel(
     let _lock = ConsumerLock::acquire(&ch.log_dir)?;
     let reader = Reader::new(ch.log_path());
     let writer = Writer::new(ch.log_path());
+    let held_log = Writer::new(ch.log_dir.join(HELD_LOG));
+    // Holds live in memory: after a start every held entry is tried again.
+    requeue_held(&held_log, &writer, &monitor)?;
     let watch = LogWatch::new(&ch.log_dir);
     let namespace = Namespace::default();
     // Opened after the consumer lock: only the channel's one consumer
@@ -89,6 +98,9 @@ pub async fn run_channel(
         })
     };
     let mut last_run: Option<Instant> = None;
+    // When the earliest hold of a user ends: its entries go back to the log.
+    let mut release_at: Option<Instant> = None;
+    let mut release_now = false;
     let mut empty_log_wait = Duration::ZERO;
     let mut last_any_run: Option<Instant> = None;
     monitor.event(
@@ -120,6 +132,18 @@ pub async fn run_channel(
             });
             continue;
         }
+        if release_now {
+            // The administrator asked for a run: held users are tried too.
+            release_now = false;
+            for w in workers.iter_mut() {
+                w.release_holds();
+            }
+            release_at = Some(Instant::now());
+        }
+        if release_at.is_some_and(|t| t <= Instant::now()) {
+            release_at = None;
+            requeue_held(&held_log, &writer, &monitor)?;
+        }
         // sync_repeat_interval is the least time between the starts of two
         // runs that changed the replica, not a sleep after each: an idle
         // channel replicates at once. Runs that changed nothing are still
@@ -137,7 +161,7 @@ pub async fn run_channel(
         {
             tokio::select! {
                 _ = tokio::time::sleep_until(next.into()) => {}
-                _ = control.sync_now.notified() => {}
+                _ = control.sync_now.notified() => release_now = true,
                 // A pause shows at once, not at the next run.
                 _ = paused_rx.changed() => continue,
                 _ = stop.wait_for(|s| *s) => break,
@@ -168,9 +192,12 @@ pub async fn run_channel(
             } else {
                 Duration::from_secs(10)
             };
+            let poll = release_at.map_or(poll, |t| {
+                poll.min(t.saturating_duration_since(Instant::now()))
+            });
             tokio::select! {
                 _ = watch.changed() => {}
-                _ = control.sync_now.notified() => {}
+                _ = control.sync_now.notified() => release_now = true,
                 _ = paused_rx.changed() => {}
                 _ = tokio::time::sleep(poll) => {}
                 _ = stop.wait_for(|s| *s) => break,
@@ -219,33 +246,37 @@ pub async fn run_channel(
             let mut stop = stop.clone();
             let monitor = monitor.clone();
             async move {
-                let mut relog = Vec::new();
-                let mut interrupted = false;
-                let mut applied = 0;
+                let mut done = ShardOutcome::default();
                 for u in &list {
                     let out = w.run_user(u, &mut stop).await;
                     monitor.update(|v| {
                         v.queue.run_done += out.done;
                         v.counters.actions += out.done;
                     });
-                    relog.extend(out.relog);
-                    applied += out.applied;
+                    if out.held {
+                        done.held.extend(out.relog);
+                    } else {
+                        done.relog.extend(out.relog);
+                    }
+                    done.applied += out.applied;
                     if out.interrupted {
-                        interrupted = true;
+                        done.interrupted = true;
                         break;
                     }
                 }
-                (relog, interrupted, applied)
+                done
             }
         });
         let results = futures_util::future::join_all(jobs).await;
         let mut interrupted = false;
         let mut relog = Vec::new();
+        let mut held = Vec::new();
         let mut applied = 0;
-        for (r, i, a) in results {
-            relog.extend(r);
-            interrupted |= i;
-            applied += a;
+        for r in results {
+            relog.extend(r.relog);
+            held.extend(r.held);
+            interrupted |= r.interrupted;
+            applied += r.applied;
         }
         // A run that found the replica already in agreement does not hold
         // back the next one: Cyrus writers log one change on several lines
@@ -254,6 +285,26 @@ pub async fn run_channel(
         if applied > 0 || !relog.is_empty() {
             last_run = Some(started);
         }
+        if !held.is_empty() {
+            // Nothing lost: held users' entries wait in log-held, on disk
+            // before log-run goes.
+            held_log.append(&held)?;
+            count_held(&held_log, &monitor);
+            monitor.event(
+                "debug",
+                format!(
+                    "{} entries of held-back users kept in {}",
+                    held.len(),
+                    held_log.path().display()
+                ),
+            );
+        }
+        let now = Instant::now();
+        release_at = workers
+            .iter()
+            .filter_map(Worker::next_release)
+            .filter(|t| *t > now)
+            .min();
         if !relog.is_empty() {
             // Nothing lost: what failed goes back to the log for a later run.
             writer.append(&relog)?;
@@ -308,6 +359,48 @@ pub async fn run_channel(
         }
     });
     Ok(())
+}
+
+/// What one worker's shard of a run came to.
+#[derive(Debug, Default)]
+struct ShardOutcome {
+    /// Entries to retry on the next run.
+    relog: Vec<crate::synclog::LogEntry>,
+    /// Entries of held-back users, for `log-held`.
+    held: Vec<crate::synclog::LogEntry>,
+    /// Stopped by shutdown.
+    interrupted: bool,
+    /// `APPLY`s sent.
+    applied: u64,
+}
+
+/// The file beside the log where held-back users' entries wait.
+pub const HELD_LOG: &str = "log-held";
+
+/// Moves what waits in `log-held` back into the log (append first, then
+/// remove: a crash in between only repeats entries, and replication is
+/// idempotent).
+fn requeue_held(held: &Writer, log: &Writer, monitor: &ChannelMonitor) -> Result<(), SyncLogError> {
+    let path = held.path();
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SyncLogError::io("read", path, e)),
+    };
+    if !text.is_empty() {
+        log.append_raw(&text)?;
+    }
+    std::fs::remove_file(path).map_err(|e| SyncLogError::io("remove", path, e))?;
+    monitor.update(|v| v.queue.held_entries = 0);
+    Ok(())
+}
+
+/// Publishes how many entries wait in `log-held`.
+fn count_held(held: &Writer, monitor: &ChannelMonitor) {
+    let lines = std::fs::read(held.path())
+        .map(|t| t.iter().filter(|b| **b == b'\n').count() as u64)
+        .unwrap_or(0);
+    monitor.update(|v| v.queue.held_entries = lines);
 }
 
 /// How often the target-state cache is made durable while the channel

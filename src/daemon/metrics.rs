@@ -296,11 +296,21 @@ pub fn render(s: &Snapshot) -> String {
     );
     out.sample("cyrsync_start_time_seconds", &[], s.started_at_unix as f64);
 
-    let gauges: [(&str, &str, Get); 8] = [
+    let gauges: [(&str, &str, Get); 10] = [
         (
             "cyrsync_queue_entries",
-            "Log entries waiting (log lines plus the current log-run).",
+            "Log entries waiting (log lines, the current log-run and log-held).",
             |c| c.waiting as f64,
+        ),
+        (
+            "cyrsync_held_users",
+            "Users held back after repeated failures (their entries wait in log-held).",
+            |c| c.held.len() as f64,
+        ),
+        (
+            "cyrsync_queue_held_entries",
+            "Log entries of held-back users waiting in log-held.",
+            |c| c.queue.held_entries as f64,
         ),
         (
             "cyrsync_queue_log_lines",
@@ -523,6 +533,7 @@ mod tests {
                 run_done: 1,
                 oldest_waiting_unix: Some(100),
                 malformed: 2,
+                held_entries: 0,
             },
             lag_seconds: Some(12.5),
             workers: vec![
@@ -603,6 +614,7 @@ mod tests {
             "cyrsync_queue_entries{channel=\"\"} 31",
             "cyrsync_queue_log_bytes{channel=\"\"} 900",
             "cyrsync_lag_seconds{channel=\"\"} 12.5",
+            "cyrsync_held_users{channel=\"\"} 0",
             "cyrsync_workers_busy{channel=\"\"} 1",
             "cyrsync_run_actions_remaining{channel=\"\"} 3",
             "cyrsync_channel_state{channel=\"\",state=\"backoff\"} 1",

@@ -107,6 +107,20 @@ pub struct ErrorView {
     pub hint: Option<String>,
 }
 
+/// A user held back after repeated failures (its entries wait in
+/// `log-held`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldView {
+    /// The userid (empty: the shared mailboxes).
+    pub user: String,
+    /// Failures in a row.
+    pub failures: u32,
+    /// Next try (unix seconds).
+    pub until_unix: u64,
+    /// The last failure.
+    pub reason: String,
+}
+
 /// Log queue figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueView {
@@ -122,6 +136,8 @@ pub struct QueueView {
     pub run_done: u64,
     /// Oldest waiting entry (unix seconds).
     pub oldest_waiting_unix: Option<u64>,
+    /// Entries of held-back users waiting in `log-held`.
+    pub held_entries: u64,
 }
 
 /// One entry of the recent-events ring.
@@ -179,6 +195,8 @@ pub struct ChannelView {
     pub timeout_secs: u64,
     /// The last commands and answers of all sessions, newest last.
     pub protocol: VecDeque<ProtocolLineView>,
+    /// Users held back after repeated failures.
+    pub held: Vec<HeldView>,
 }
 
 const EVENTS: usize = 64;
@@ -230,6 +248,7 @@ impl ChannelMonitor {
                 history: VecDeque::new(),
                 timeout_secs,
                 protocol: VecDeque::new(),
+                held: Vec::new(),
             })),
             changed,
         }

@@ -7,8 +7,8 @@ use super::Daemon;
 use super::monitor::{ChannelState as S, ChannelView, unix_now};
 use crate::engine::Phase;
 use crate::status::{
-    ChannelState, ChannelStatus, ErrorInfo, Event, HistoryPoint, ProtocolLine, Queue, Session,
-    Snapshot, Worker,
+    ChannelState, ChannelStatus, ErrorInfo, Event, HeldUser, HistoryPoint, ProtocolLine, Queue,
+    Session, Snapshot, Worker,
 };
 
 fn state(v: &ChannelView) -> ChannelState {
@@ -51,7 +51,7 @@ pub fn channel(v: &ChannelView) -> ChannelStatus {
         mechanism: replica.and_then(|s| s.mechanism.clone()),
         source_transport: master.and_then(|s| s.transport.clone()),
         state: state(v),
-        waiting: v.queue.log_lines + v.queue.run_entries,
+        waiting: v.queue.log_lines + v.queue.run_entries + v.queue.held_entries,
         queue: Queue {
             log_bytes: v.queue.log_bytes,
             log_lines: v.queue.log_lines,
@@ -60,6 +60,7 @@ pub fn channel(v: &ChannelView) -> ChannelStatus {
             run_done: v.queue.run_done,
             oldest_waiting_unix: v.queue.oldest_waiting_unix,
             malformed: v.counters.malformed,
+            held_entries: v.queue.held_entries,
         },
         lag_seconds: v
             .queue
@@ -131,6 +132,16 @@ pub fn channel(v: &ChannelView) -> ChannelStatus {
                 side: p.side.to_string(),
                 dir: p.dir.to_string(),
                 text: p.text.clone(),
+            })
+            .collect(),
+        held: v
+            .held
+            .iter()
+            .map(|h| HeldUser {
+                user: h.user.clone(),
+                failures: h.failures,
+                retry_at_unix: h.until_unix,
+                reason: h.reason.clone(),
             })
             .collect(),
     }

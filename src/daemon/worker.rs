@@ -2,12 +2,20 @@
 //! the users sharded to it, in log order. A broken session is reopened with
 //! exponential backoff (capped at `sync_reconnect_maxwait`) and the action is
 //! tried again; nothing is dropped.
+//!
+//! One user must not stall the others: when the replica keeps breaking the
+//! session on the same action although it accepts new connections (a
+//! sync_server that dies on that user's data, an APPLY that outlasts
+//! `sync_timeout`), or refuses the user's actions, the user is *held back*:
+//! its actions go back to the channel (which keeps them on disk) and are not
+//! tried again before the hold ends, which doubles with each failure.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::monitor::{ChannelMonitor, ChannelState, ErrorView, unix_now};
+use super::monitor::{ChannelMonitor, ChannelState, ErrorView, HeldView, unix_now};
 use crate::cache::TargetCache;
 use crate::config::ChannelConfig;
 use crate::engine::{CacheUse, Engine, EngineError, EngineOptions};
@@ -26,6 +34,18 @@ pub struct Outcome {
     pub interrupted: bool,
     /// `APPLY` commands sent to the replica (0: the replica already agreed).
     pub applied: u64,
+    /// The user is held back: its `relog` entries wait for the hold to end
+    /// rather than for the next run.
+    pub held: bool,
+}
+
+/// A user held back after repeated failures.
+#[derive(Debug, Clone)]
+struct Hold {
+    /// Failures in a row.
+    failures: u32,
+    /// No try before this.
+    until: Instant,
 }
 
 /// One worker of a channel.
@@ -42,7 +62,15 @@ pub struct Worker {
     applied: u64,
     /// The channel's target-state cache, shared by its workers.
     cache: Option<std::sync::Arc<TargetCache>>,
+    /// Users held back (`None`: the shared mailboxes' cohort).
+    held: HashMap<Option<String>, Hold>,
 }
+
+/// Sessions the replica may break on one action, while it accepts new
+/// ones, before the action's user is held back.
+const BREAKS_PER_ACTION: u32 = 3;
+/// A user's first hold; doubled per failure up to `sync_reconnect_maxwait`.
+const HOLD_START: Duration = Duration::from_secs(10);
 
 /// First reconnect delay; doubled per failure up to `sync_reconnect_maxwait`.
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -61,6 +89,55 @@ impl Worker {
             seen: Default::default(),
             applied: 0,
             cache: None,
+            held: HashMap::new(),
+        }
+    }
+
+    /// When the earliest hold ends, if a user is held back.
+    pub fn next_release(&self) -> Option<Instant> {
+        self.held.values().map(|h| h.until).min()
+    }
+
+    /// Ends every hold now (the administrator asked for a run, or the
+    /// held entries go back to the log): the next run tries those users.
+    /// Their failure counts stay, so a user that fails again is held longer.
+    pub fn release_holds(&mut self) {
+        let now = Instant::now();
+        for h in self.held.values_mut() {
+            h.until = h.until.min(now);
+        }
+    }
+
+    /// Holds `user` back after a failure; returns how long.
+    fn hold(&mut self, user: &Option<String>, reason: &str) -> Duration {
+        let failures = self.held.get(user).map_or(0, |h| h.failures) + 1;
+        let cap = self
+            .channel
+            .reconnect_maxwait
+            .unwrap_or(BACKOFF_MAX_DEFAULT)
+            .max(HOLD_START);
+        let delay = hold_delay(failures, cap);
+        let until = Instant::now() + delay;
+        self.held.insert(user.clone(), Hold { failures, until });
+        let name = user.clone().unwrap_or_default();
+        let reason = reason.to_string();
+        self.monitor.update(|v| {
+            v.held.retain(|h| h.user != name);
+            v.held.push(HeldView {
+                user: name.clone(),
+                failures,
+                until_unix: unix_now() + delay.as_secs(),
+                reason: reason.clone(),
+            });
+        });
+        delay
+    }
+
+    /// `user`'s actions all went through: no hold any more.
+    fn unhold(&mut self, user: &Option<String>) {
+        if self.held.remove(user).is_some() {
+            let name = user.clone().unwrap_or_default();
+            self.monitor.update(|v| v.held.retain(|h| h.user != name));
         }
     }
 
@@ -150,7 +227,19 @@ impl Worker {
         stop: &mut watch::Receiver<bool>,
     ) -> Outcome {
         let mut outcome = Outcome::default();
+        if self
+            .held
+            .get(&batch.userid)
+            .is_some_and(|h| Instant::now() < h.until)
+        {
+            outcome.relog = batch.actions.iter().flat_map(entries_of).collect();
+            outcome.held = true;
+            return outcome;
+        }
         let applied_before = self.applied;
+        // A refusal other than a busy mailbox holds the user back once its
+        // other actions are done.
+        let mut refused: Option<String> = None;
         let user = batch.userid.clone();
         self.monitor.update(|v| {
             if let Some(w) = v.workers.get_mut(self.id) {
@@ -158,7 +247,8 @@ impl Worker {
                 w.since = Some(Instant::now());
             }
         });
-        for action in &batch.actions {
+        'actions: for (index, action) in batch.actions.iter().enumerate() {
+            let mut breaks = 0;
             loop {
                 if *stop.borrow() {
                     outcome.interrupted = true;
@@ -188,6 +278,21 @@ impl Worker {
                         // Connection lost or timed out: reconnect and retry
                         // the same action (sync is state comparison, so a
                         // replay is safe).
+                        breaks += 1;
+                        if breaks >= BREAKS_PER_ACTION {
+                            // The replica takes connections but not this
+                            // action: hold the user back, go on with the
+                            // others.
+                            self.disconnected();
+                            self.failures = 0;
+                            let delay = self.hold(&batch.userid, &e.to_string());
+                            self.report_held(batch, &e, breaks, delay);
+                            outcome
+                                .relog
+                                .extend(batch.actions[index..].iter().flat_map(entries_of));
+                            outcome.held = true;
+                            break 'actions;
+                        }
                         self.failures += 1;
                         self.monitor.update(|v| {
                             v.counters.retries += 1;
@@ -226,11 +331,22 @@ impl Worker {
                             self.report_error(&e, None);
                             outcome.relog.extend(entries_of(action));
                             self.monitor.update(|v| v.counters.relogged += 1);
+                            if !locked {
+                                refused = Some(e.to_string());
+                            }
                         }
                         break;
                     }
                 }
             }
+        }
+        if outcome.held {
+            // Held already: the replica kept breaking the session.
+        } else if let Some(reason) = refused {
+            self.hold(&batch.userid, &reason);
+            outcome.held = true;
+        } else if outcome.relog.is_empty() && !outcome.interrupted {
+            self.unhold(&batch.userid);
         }
         self.publish_stats();
         outcome.applied = self.applied - applied_before;
@@ -305,6 +421,38 @@ impl Worker {
         });
     }
 
+    /// Says that `batch`'s user is held back, and why.
+    fn report_held(&self, batch: &UserBatch, e: &EngineError, breaks: u32, delay: Duration) {
+        let who = batch.userid.as_deref().unwrap_or("shared mailboxes");
+        let message = format!(
+            "{who} held back: the replica broke the session {breaks} times on the same action ({e}); its changes stay queued, next try in {}s",
+            delay.as_secs()
+        );
+        let hint = Some(match e {
+            EngineError::Proto(crate::proto::ProtoError::Timeout { .. }) => format!(
+                "the replica needs longer than sync_timeout for this action of {who} (a very \
+                 large mailbox or message?): raise sync_timeout, or see the replica's load; \
+                 `s` in the dashboard retries now"
+            ),
+            _ => format!(
+                "the replica accepts connections but fails on this user's data: see its syslog \
+                 for the sync_server that ended (a partition the master uses for {who}'s \
+                 mailboxes but the replica lacks, `partition-NAME` in its imapd.conf, ends it \
+                 this way); `s` in the dashboard retries now"
+            ),
+        });
+        self.monitor.event("error", message.clone());
+        self.monitor.update(|v| {
+            v.counters.errors += 1;
+            v.last_error = Some(ErrorView {
+                at_unix: unix_now(),
+                code: e.cyrus_code().map(str::to_string),
+                message,
+                hint,
+            });
+        });
+    }
+
     fn report_error(&self, e: &EngineError, backoff: Option<Duration>) {
         let code = e.cyrus_code().map(str::to_string);
         let hint = hint_for(e);
@@ -337,6 +485,12 @@ impl Worker {
             }
         });
     }
+}
+
+/// How long a user is held back after `failures` failures in a row: 10 s,
+/// doubled per failure, at most `cap`.
+fn hold_delay(failures: u32, cap: Duration) -> Duration {
+    (HOLD_START * 2u32.saturating_pow(failures.saturating_sub(1).min(16))).min(cap)
 }
 
 /// Sleeps `delay` unless `stop` turns true first; returns whether it did.
@@ -410,4 +564,18 @@ pub fn hint_for(e: &EngineError) -> Option<String> {
         | P::NoReplication { .. } => p.hint(&crate::proto::diagnosis::HintContext::default()),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_double_from_ten_seconds_up_to_the_cap() {
+        let cap = Duration::from_secs(20 * 60);
+        let secs: Vec<u64> = (1..=9).map(|f| hold_delay(f, cap).as_secs()).collect();
+        assert_eq!(secs, [10, 20, 40, 80, 160, 320, 640, 1200, 1200]);
+        assert_eq!(hold_delay(u32::MAX, cap), cap);
+        assert_eq!(hold_delay(1, Duration::from_secs(3)).as_secs(), 3);
+    }
 }

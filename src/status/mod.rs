@@ -111,6 +111,23 @@ pub struct ChannelStatus {
     /// The last commands and answers of the channel's sessions, oldest
     /// first: first lines only, never a SASL exchange.
     pub protocol: Vec<ProtocolLine>,
+    /// Users held back after repeated failures: their changes wait (in
+    /// `log-held`) until the next try, so that they do not stall the others.
+    pub held: Vec<HeldUser>,
+}
+
+/// A user held back after repeated failures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HeldUser {
+    /// The userid; empty for the shared (non-user) mailboxes.
+    pub user: String,
+    /// Failures in a row.
+    pub failures: u32,
+    /// Next try (unix seconds).
+    pub retry_at_unix: u64,
+    /// The last failure.
+    pub reason: String,
 }
 
 impl ChannelStatus {
@@ -142,6 +159,9 @@ pub struct Queue {
     pub oldest_waiting_unix: Option<u64>,
     /// Malformed lines set aside.
     pub malformed: u64,
+    /// Entries of held-back users, waiting in `log-held` (counted in
+    /// `waiting`).
+    pub held_entries: u64,
 }
 
 /// One worker.

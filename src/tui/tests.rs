@@ -10,8 +10,8 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::app::{App, Link, Theme};
 use super::ui;
 use crate::status::{
-    ChannelState, ChannelStatus, Counters, ErrorInfo, Event, HistoryPoint, ProtocolLine, Queue,
-    Session, Snapshot, Worker,
+    ChannelState, ChannelStatus, Counters, ErrorInfo, Event, HeldUser, HistoryPoint, ProtocolLine,
+    Queue, Session, Snapshot, Worker,
 };
 
 const NOW: u64 = 1_796_400_000;
@@ -131,6 +131,7 @@ fn syncing() -> Snapshot {
         run_done: 850,
         oldest_waiting_unix: Some(NOW - 14),
         malformed: 0,
+        held_entries: 0,
     };
     c.workers[0] = Worker {
         id: 0,
@@ -257,6 +258,28 @@ fn error_with_hint() -> Snapshot {
     )
 }
 
+/// One user held back after the replica broke its sessions; the others
+/// replicate.
+fn held_user() -> Snapshot {
+    let mut c = channel("", "replica.example.org:2005", "csync");
+    c.counters.errors = 3;
+    c.waiting = 14;
+    c.queue.held_entries = 14;
+    c.held = vec![HeldUser {
+        user: "carol".into(),
+        failures: 2,
+        retry_at_unix: NOW + 17,
+        reason: "replica.example.org:2005 closed the connection while APPLY MESSAGE".into(),
+    }];
+    c.last_error = Some(ErrorInfo {
+        at_unix: NOW - 3,
+        code: None,
+        message: "carol held back: the replica broke the session 3 times on the same action (replica.example.org:2005 closed the connection while APPLY MESSAGE); its changes stay queued, next try in 20s".into(),
+        hint: Some("the replica accepts connections but fails on this user's data: see its syslog for the sync_server that ended".into()),
+    });
+    snapshot(vec![c], vec![])
+}
+
 fn paused() -> Snapshot {
     let mut c = channel("", "replica.example.org:2005", "csync");
     c.state = ChannelState::Paused;
@@ -303,6 +326,7 @@ screens! {
         a
     },
     paused_screen => app(paused()),
+    held_user_screen => app(held_user()),
     protocol_tail_screen => {
         let mut a = app(syncing());
         a.on_key(KeyEvent::new(KeyCode::Char('t'), KeyModifiers::NONE));

@@ -273,6 +273,9 @@ fn state_text(c: &ChannelStatus, now_unix: u64) -> String {
                 duration(until_unix.saturating_sub(now_unix) as f64)
             )
         }
+        ChannelState::Idle | ChannelState::Syncing if !c.held.is_empty() => {
+            format!("{} held", c.held.len())
+        }
         other => other.word().to_string(),
     }
 }
@@ -536,6 +539,23 @@ fn draw_errors_and_events(
         }
         _ => {}
     }
+    for h in &c.held {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "held back: {} · {} failure(s) · next try in {} (s: now)",
+                if h.user.is_empty() {
+                    "shared mailboxes"
+                } else {
+                    &h.user
+                },
+                h.failures,
+                duration(h.retry_at_unix.saturating_sub(s.now_unix) as f64)
+            ),
+            t.fg(Color::Red),
+        )));
+    }
+    // The counters go below what needs attention, above the history.
+    let counters_at = lines.len();
     if let Some(e) = &c.last_error {
         let code = e
             .code
@@ -566,7 +586,7 @@ fn draw_errors_and_events(
         ]));
     }
     let k = &c.counters;
-    lines.insert(0, Line::styled(
+    lines.insert(counters_at, Line::styled(
         format!(
             "done: {} actions · {} mailboxes{} · {} messages ({}) · {} retries · {} CRC mismatches · {} re-logged{}",
             k.actions,
