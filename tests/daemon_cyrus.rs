@@ -707,6 +707,17 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
         !verify(&pair, &["-u", "carol"]).0,
         "carol replicated without her partition"
     );
+    // The one-shot sync goes past her too, and names her.
+    let out = Command::new(bin())
+        .arg("-C")
+        .arg(pair.master.imapd_conf())
+        .args(["sync", "-A"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "sync -A must fail: {said}");
+    assert!(said.contains("carol"), "{said}");
+    assert!(verify(&pair, &["-u", "alice"]).0);
 
     // The administrator adds the partition on the replica and asks for a
     // run: carol comes over, nothing of hers lost.
