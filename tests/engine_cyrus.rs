@@ -865,3 +865,51 @@ fn conversations_on() {
     drop(_daemon);
     assert_replicated(&pair, "alice");
 }
+
+/// An administrator renames a user (`allowusermoves`): the old user goes
+/// from the replica, the new one arrives with every folder, message, flag
+/// and subscription; rolling, then checked as always.
+#[test]
+fn user_rename_rolling() {
+    let pair = CyrusPair::start();
+    for inst in [&pair.master, &pair.replica] {
+        inst.set_option("allowusermoves", "yes");
+    }
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    admin.ok("CREATE user.alice.Projects");
+    admin.ok("SETQUOTA user.alice (STORAGE 5000)");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    for n in 0..4 {
+        lmtp.deliver("alice", &message(n, "before the rename"));
+    }
+    let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
+    alice.append("INBOX.Projects", "(\\Flagged)", &message(7, "project"));
+    alice.ok("SUBSCRIBE INBOX.Projects");
+    alice.ok("SELECT INBOX");
+    alice.ok("STORE 2 +FLAGS (\\Seen)");
+    drop(alice);
+    sync(&pair, &["-u", "alice"]);
+    assert_replicated(&pair, "alice");
+
+    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    admin.ok("RENAME user.alice user.alicia");
+    lmtp.deliver("alicia", &message(20, "after the rename"));
+    converge(&pair, &["-u", "alicia"], std::time::Duration::from_secs(30));
+    let mut r = Csync::connect(pair.replica.csync_port, REPL_USER, REPL_PASSWORD);
+    let start = std::time::Instant::now();
+    loop {
+        let old = r.run("GET USER alice");
+        if names(&old.items).is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "alice still on the replica: {:?}",
+            names(&old.items)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(_daemon);
+    assert_replicated(&pair, "alicia");
+}
