@@ -664,6 +664,7 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
         inst.set_option("partition-other", &dir.display().to_string());
     };
     add_partition(&pair.master);
+    pair.restart_master();
     let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
     admin.ok("CREATE user.alice");
     admin.ok("CREATE user.carol other");

@@ -634,6 +634,7 @@ fn virtual_domains_under_cyrus_3_namespace_defaults() {
         inst.set_option("altnamespace", "yes");
         inst.set_option("unixhierarchysep", "yes");
     }
+    pair.restart();
     let users = [
         "alice",
         "alice@example.com",
@@ -820,6 +821,7 @@ fn conversations_on() {
         inst.set_option("conversations", "yes");
         inst.set_option("conversations_db", "twoskip");
     }
+    pair.restart();
     let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
     admin.ok("CREATE user.alice");
     admin.ok("CREATE user.alice.Sent");
@@ -875,6 +877,7 @@ fn user_rename_rolling() {
     for inst in [&pair.master, &pair.replica] {
         inst.set_option("allowusermoves", "yes");
     }
+    pair.restart();
     let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
     admin.ok("CREATE user.alice");
     admin.ok("CREATE user.alice.Projects");

@@ -152,6 +152,9 @@ fn local_records_equal_get_fullmailbox_field_for_field() {
     // made before Cyrus 3.6 are): the derived guess is wrong, mbpath is
     // asked, and the read is right; the mailbox is not guessed again.
     pair.set_master_option("mailbox_legacy_dirs", "yes");
+    pair.restart_master();
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    let mut master = Csync::connect(pair.master.csync_port, REPL_USER, REPL_PASSWORD);
     let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
     admin.ok("CREATE user.dave");
     lmtp.deliver("dave", &message(201, "legacy"));
@@ -271,6 +274,7 @@ fn local_reader_is_indifferent_to_the_namespace() {
     let pair = CyrusPair::start();
     pair.set_master_option("unixhierarchysep", "yes");
     pair.set_master_option("altnamespace", "yes");
+    pair.restart_master();
     let conf = pair.master.imapd_conf();
     let mut reader = LocalReader::new(&conf).expect("Cyrus's mbpath (cyrus-imapd package)");
     let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");

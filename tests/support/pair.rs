@@ -127,8 +127,10 @@ pub struct Instance {
 impl Instance {
     /// Sets `key: value` in this instance's imapd.conf, replacing the line
     /// that sets `key` if there is one (Cyrus refuses a key given twice).
-    /// Cyrus's processes read the file when they start, so this reaches new
-    /// connections and replicators started afterwards.
+    /// Cyrus's processes read the file when they start, and a service
+    /// process serves many connections (even the port probe of
+    /// [`CyrusPair::start`] leaves one waiting): restart the instance
+    /// ([`CyrusPair::restart`]) before relying on the new value.
     pub fn set_option(&self, key: &str, value: &str) {
         let path = self.imapd_conf();
         let text = fs::read_to_string(&path).expect("read imapd.conf");
@@ -522,6 +524,14 @@ impl CyrusPair {
                 self.master.master_err()
             );
         }
+    }
+
+    /// Restarts both instances (after [`Instance::set_option`]: every
+    /// process then reads the new configuration).
+    pub fn restart(&self) {
+        self.restart_master();
+        self.stop_replica();
+        self.start_replica();
     }
 
     /// Sets `key: value` in the master's imapd.conf (see
