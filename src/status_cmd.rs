@@ -185,12 +185,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn cache_counters_show_once_the_cache_was_used() {
-        let mut snap = serde_json::json!({
+    fn one_idle_channel() -> Json {
+        serde_json::json!({
             "channels": [{"name": "", "replica": "r:2005", "state": "Idle",
                           "counters": {"errors": 0}}]
-        });
+        })
+    }
+
+    #[test]
+    fn cache_counters_show_once_the_cache_was_used() {
+        let mut snap = one_idle_channel();
         assert!(!render(&snap).contains("target-state cache"));
         snap["channels"][0]["counters"] =
             serde_json::json!({"cache_hits": 12, "cache_misses": 3, "cache_invalidations": 1});
@@ -203,10 +207,8 @@ mod tests {
 
     #[test]
     fn held_users_are_listed_and_make_status_fail() {
-        let mut snap = serde_json::json!({
-            "channels": [{"name": "", "replica": "r:2005", "state": "Idle",
-                          "counters": {"errors": 3}, "held": []}]
-        });
+        let mut snap = one_idle_channel();
+        snap["channels"][0]["held"] = serde_json::json!([]);
         assert!(!has_error(&snap));
         snap["channels"][0]["held"] = serde_json::json!([
             {"user": "carol", "failures": 2, "retry_at_unix": u64::MAX / 2,
@@ -223,10 +225,7 @@ mod tests {
 
     #[test]
     fn master_file_counters_show_once_the_local_reader_worked() {
-        let mut snap = serde_json::json!({
-            "channels": [{"name": "", "replica": "r:2005", "state": "Idle",
-                          "counters": {"errors": 0}}]
-        });
+        let mut snap = one_idle_channel();
         assert!(!render(&snap).contains("master files"));
         snap["channels"][0]["counters"] =
             serde_json::json!({"local_reads": 7, "listed_locally": 5, "local_fallbacks": 2});

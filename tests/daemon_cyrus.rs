@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cyrsync::status::client::ControlCommand;
 use support::compare::assert_same_user;
 use support::csync::Csync;
-use support::daemon::{Daemon, bin, control, converge, status_json, verify};
+use support::daemon::{Daemon, bin, control, converge, cyrsync, status_json, verify};
 use support::imap::Imap;
 use support::lmtp::{Lmtp, message};
 use support::pair::{CyrusPair, Instance, REPL_PASSWORD, REPL_USER};
@@ -116,12 +116,7 @@ fn rolling_two_channels_converge() {
     );
 
     // A second consumer on the same channel is refused.
-    let out = Command::new(bin())
-        .arg("-C")
-        .arg(pair.master.imapd_conf())
-        .args(["run", "-n", ""])
-        .output()
-        .unwrap();
+    let out = cyrsync(&pair, &["run", "-n", ""]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already replicating"), "{err}");
@@ -214,12 +209,7 @@ fn replica_outage_backs_off_and_converges() {
         lag2 > lag1 && lag1 >= 1.0,
         "lag did not grow: {lag1} → {lag2}: {second}"
     );
-    let out = Command::new(bin())
-        .arg("-C")
-        .arg(pair.master.imapd_conf())
-        .arg("status")
-        .output()
-        .unwrap();
+    let out = cyrsync(&pair, &["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         !out.status.success(),
@@ -538,12 +528,7 @@ fn rolling_with_the_target_state_cache() {
     // the replica behind the daemon's back; the daemon's next change to
     // that mailbox meets a stale SINCE_*, and still converges.
     lmtp.deliver("alice", &message(30, "one-shot"));
-    let out = Command::new(bin())
-        .arg("-C")
-        .arg(pair.master.imapd_conf())
-        .args(["sync", "-u", "alice"])
-        .output()
-        .unwrap();
+    let out = cyrsync(&pair, &["sync", "-u", "alice"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("without the target-state cache"), "{err}");
@@ -692,12 +677,7 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
     let held_log = pair.master.sync_log(None).with_file_name("log-held");
     let kept = std::fs::read_to_string(&held_log).unwrap_or_default();
     assert!(kept.contains("carol"), "log-held: {kept:?}");
-    let out = Command::new(bin())
-        .arg("-C")
-        .arg(pair.master.imapd_conf())
-        .arg("status")
-        .output()
-        .unwrap();
+    let out = cyrsync(&pair, &["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "status must fail: {text}");
     assert!(text.contains("held back: carol"), "{text}");
@@ -711,12 +691,7 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
         "carol replicated without her partition"
     );
     // The one-shot sync goes past her too, and names her.
-    let out = Command::new(bin())
-        .arg("-C")
-        .arg(pair.master.imapd_conf())
-        .args(["sync", "-A"])
-        .output()
-        .unwrap();
+    let out = cyrsync(&pair, &["sync", "-A"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "sync -A must fail: {said}");
     assert!(said.contains("carol"), "{said}");

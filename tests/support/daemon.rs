@@ -53,14 +53,18 @@ impl Drop for Daemon {
     }
 }
 
-pub fn verify(pair: &CyrusPair, args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin())
+/// Runs `cyrsync -C <master's imapd.conf> args…` to its end.
+pub fn cyrsync(pair: &CyrusPair, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
         .arg("-C")
         .arg(pair.master.imapd_conf())
-        .arg("verify")
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+pub fn verify(pair: &CyrusPair, args: &[&str]) -> (bool, String) {
+    let out = cyrsync(pair, &[&["verify"][..], args].concat());
     (
         out.status.success(),
         format!(
@@ -91,12 +95,7 @@ pub fn converge(pair: &CyrusPair, args: &[&str], limit: Duration) {
 }
 
 pub fn status_json(pair: &CyrusPair) -> serde_json::Value {
-    let out = Command::new(bin())
-        .arg("-C")
-        .arg(pair.master.imapd_conf())
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
+    let out = cyrsync(pair, &["status", "--json"]);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "status --json: {e}: {}{}",
