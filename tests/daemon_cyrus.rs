@@ -730,3 +730,45 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Cyrus's own rolling client left running after a migration would eat
+/// the same log: cyrsync refuses that channel and names it, while a
+/// sync_client on another channel is no obstacle.
+#[test]
+fn a_running_sync_client_on_the_channel_is_refused() {
+    let pair = CyrusPair::start();
+    let sync_client = |channel: Option<&str>| {
+        let mut c = Command::new(support::pair::cyrus_bin("sync_client"));
+        c.arg("-C").arg(pair.master.imapd_conf()).arg("-R");
+        if let Some(ch) = channel {
+            c.args(["-n", ch]);
+        }
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut rival = sync_client(None);
+    let out = cyrsync(&pair, &["run", "-n", ""]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("sync_client (pid {}", rival.id())) && err.contains("cyrus.conf"),
+        "{err}"
+    );
+    let out = cyrsync(&pair, &["check", "-n", "", "--json"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "check must fail: {said}");
+    assert!(said.contains("\"sync_client_running\""), "{said}");
+    rival.kill().unwrap();
+    rival.wait().unwrap();
+
+    let mut other = sync_client(Some("chan2"));
+    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    Lmtp::connect(pair.master.lmtp_port).deliver("alice", &message(1, "beside chan2"));
+    converge(&pair, &["-u", "alice"], Duration::from_secs(20));
+    other.kill().unwrap();
+    other.wait().unwrap();
+}

@@ -102,7 +102,7 @@ fn cmd_value(line: &str) -> Option<String> {
 }
 
 /// sync_client 3.6's options (getopt `C:vlLS:F:f:w:t:d:n:rRumsozOA1p:`).
-fn sync_client_options(args: &[&str]) -> (bool, ChannelName, Option<PathBuf>) {
+pub(crate) fn sync_client_options(args: &[&str]) -> (bool, ChannelName, Option<PathBuf>) {
     const WITH_VALUE: &str = "CSFfwtdnp";
     let mut rolling = false;
     let mut channel = ChannelName::DEFAULT;
@@ -134,6 +134,29 @@ fn sync_client_options(args: &[&str]) -> (bool, ChannelName, Option<PathBuf>) {
         i += 1;
     }
     (rolling, channel, config)
+}
+
+/// Whether Cyrus's own rolling `sync_client` runs on this channel now
+/// (`cyrsync run` refuses the channel while it does).
+pub fn sync_client_process_step(channel: &ChannelConfig) -> Step {
+    let check = "sync_client_process";
+    let running = super::rival::running_sync_clients(&channel.imapd_conf, &channel.name);
+    match running.first() {
+        None => Step::new(
+            check,
+            Status::Ok,
+            "no rolling sync_client runs on this channel".to_string(),
+        ),
+        Some(r) => fail(
+            check,
+            format!(
+                "Cyrus's sync_client (pid {}: `{}`) replicates this channel from the same sync log",
+                r.pid, r.command
+            ),
+            "sync_client_running",
+            "remove its entry from cyrus.conf (usually `syncclient` in START), stop it, then start cyrsync; cyrsync run refuses the channel meanwhile",
+        ),
+    }
 }
 
 /// The cyrus.conf step of one channel.

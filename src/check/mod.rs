@@ -11,6 +11,7 @@ pub mod config;
 pub mod local;
 pub mod network;
 pub mod render;
+pub mod rival;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,7 +54,7 @@ pub struct Step {
     /// What was found (may span lines).
     pub detail: String,
     /// For a failure or warning: the cause in one word (`wrong_password`,
-    /// `refused`, `not_admin`, … see [`crate::proto::diagnosis::Cause`]; `sync_client_configured`,
+    /// `refused`, `not_admin`, … see [`crate::proto::diagnosis::Cause`]; `sync_client_configured`, `sync_client_running`,
     /// `log_dir_not_writable`, … for the checks on this host).
     pub cause: Option<String>,
     /// For a failure or warning: what to do.
@@ -227,6 +228,7 @@ pub async fn check(config: &ConfigReport, opts: &CheckOptions) -> Report {
         let local = vec![
             local::sync_log_dir(c, &settings.run_as_user),
             local::sync_client_step(c, &cyrus_conf, cyrus_conf_given, &sync_clients),
+            local::sync_client_process_step(c),
         ];
         channels.push(verdict(name, c.log_dir.clone(), peers, local));
     }

@@ -33,6 +33,16 @@ pub enum ChannelError {
     /// The sync log could not be read or written.
     #[error(transparent)]
     Log(#[from] SyncLogError),
+    /// Cyrus's own rolling client consumes the same log.
+    #[error(
+        "Cyrus's sync_client (pid {pid}: `{command}`) is replicating this channel from the same sync log; remove its entry (usually `syncclient` in the START section) from cyrus.conf, stop it, then start cyrsync (cyrsync(8), MIGRATING FROM SYNC_CLIENT)"
+    )]
+    SyncClientRunning {
+        /// Its pid.
+        pid: u32,
+        /// Its command line.
+        command: String,
+    },
 }
 
 /// The least time between the starts of two runs when the earlier one
@@ -62,6 +72,15 @@ pub async fn run_channel(
 ) -> Result<(), ChannelError> {
     std::fs::create_dir_all(&ch.log_dir).map_err(|e| SyncLogError::io("create", &ch.log_dir, e))?;
     let _lock = ConsumerLock::acquire(&ch.log_dir)?;
+    if let Some(r) = crate::check::rival::running_sync_clients(&ch.imapd_conf, &ch.name)
+        .into_iter()
+        .next()
+    {
+        return Err(ChannelError::SyncClientRunning {
+            pid: r.pid,
+            command: r.command,
+        });
+    }
     let reader = Reader::new(ch.log_path());
     let writer = Writer::new(ch.log_path());
     let held_log = Writer::new(ch.log_dir.join(HELD_LOG));
