@@ -192,6 +192,11 @@ pub struct Engine {
     /// its sync_server keeps them staged for the session (its reserve
     /// list), where `APPLY MAILBOX` finds them without another upload.
     uploaded: HashSet<String>,
+    /// An `APPLY RESERVE` or `APPLY MESSAGE` went out since the last
+    /// `RESTART`: the replica's reserve list may hold staged files, which
+    /// only `RESTART` releases (sync_server's `cmd_restart` does nothing
+    /// else).
+    staged: bool,
     observer: Option<std::sync::Arc<dyn Observer>>,
     /// Reads records from the master's index files, when on the master host.
     local: Option<LocalReader>,
@@ -234,6 +239,7 @@ impl Engine {
             stats: SyncStats::default(),
             reserve_scope: Vec::new(),
             uploaded: HashSet::new(),
+            staged: false,
             observer: None,
             local: None,
             cache: None,
@@ -355,15 +361,22 @@ impl Engine {
         self.target.close().await;
     }
 
-    /// `RESTART` on the replica between batches, as sync_client does.
+    /// `RESTART` on the replica between batches, as sync_client does, when
+    /// something is staged there (a run of flag changes stages nothing, and
+    /// its RESTART would be a round trip for nothing).
     pub async fn restart(&mut self) -> Result<(), EngineError> {
+        if !self.staged {
+            return Ok(());
+        }
         self.target.restart().await?;
         self.uploaded.clear();
+        self.staged = false;
         Ok(())
     }
 
     async fn apply(&mut self, name: &str, value: Value) -> Result<Vec<Response>, EngineError> {
         self.stats.applies += 1;
+        self.staged |= name == "RESERVE";
         Ok(self.target.command(Command::apply(name, value)).await?)
     }
 
@@ -1415,6 +1428,7 @@ impl Engine {
         let (count, bytes) = (files.len() as u64, spool.bytes());
         let guids = files.iter().map(|f| f.guid.clone()).collect();
         self.stats.applies += 1;
+        self.staged = true;
         let pending = self
             .target
             .send_streaming(Command::apply_message(files), spool)
@@ -1511,6 +1525,7 @@ impl Engine {
         let bytes = spool.bytes();
         let guids: Vec<String> = files.iter().map(|f| f.guid.clone()).collect();
         self.stats.applies += 1;
+        self.staged = true;
         let mut sink = Spool::new();
         self.target
             .command_streaming(Command::apply_message(files), spool, &mut sink)
