@@ -106,6 +106,18 @@ impl Worker {
         for h in self.held.values_mut() {
             h.until = h.until.min(now);
         }
+        // Status says "next try now", not the time the hold would have ended.
+        let names: Vec<String> = self
+            .held
+            .keys()
+            .map(|u| u.clone().unwrap_or_default())
+            .collect();
+        let now_unix = unix_now();
+        self.monitor.update(|v| {
+            for h in v.held.iter_mut().filter(|h| names.contains(&h.user)) {
+                h.until_unix = h.until_unix.min(now_unix);
+            }
+        });
     }
 
     /// Holds `user` back after a failure; returns how long.

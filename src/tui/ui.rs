@@ -273,7 +273,8 @@ fn state_text(c: &ChannelStatus, now_unix: u64) -> String {
                 duration(until_unix.saturating_sub(now_unix) as f64)
             )
         }
-        ChannelState::Idle | ChannelState::Syncing if !c.held.is_empty() => {
+        // While syncing, "syncing" says more; idle, the held users do.
+        ChannelState::Idle if !c.held.is_empty() => {
             format!("{} held", c.held.len())
         }
         other => other.word().to_string(),
