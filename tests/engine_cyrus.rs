@@ -916,3 +916,33 @@ fn user_rename_rolling() {
     drop(_daemon);
     assert_replicated(&pair, "alicia");
 }
+
+/// `RESTART` goes to the replica only when something was staged there: a
+/// sync that only changed flags sends none, one that uploaded a body does
+/// (read from the protocol trace, `-vvv`).
+#[test]
+fn restart_only_after_staging() {
+    let pair = CyrusPair::start();
+    let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
+    admin.ok("CREATE user.alice");
+    let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
+    lmtp.deliver("alice", &message(1, "staged"));
+    let restarts = |pair: &CyrusPair| {
+        let out = cyrsync(pair, &["-vvv", "sync", "-u", "alice"]);
+        assert!(out.status.success());
+        let trace = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(trace.contains("C: "), "no protocol trace: {trace}");
+        trace
+            .lines()
+            .filter(|l| l.contains("C: ") && l.contains("RESTART"))
+            .count()
+    };
+    assert_eq!(restarts(&pair), 1, "a body was uploaded: one RESTART");
+    let mut alice = Imap::login(pair.master.imap_port, "alice", "alicepw");
+    alice.ok("SELECT INBOX");
+    alice.ok("STORE 1 +FLAGS (\\Flagged)");
+    assert_eq!(restarts(&pair), 0, "only a flag changed: nothing staged");
+    lmtp.deliver("alice", &message(2, "staged again"));
+    assert_eq!(restarts(&pair), 1, "a new body: one RESTART");
+    assert_replicated(&pair, "alice");
+}
