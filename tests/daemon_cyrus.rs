@@ -653,7 +653,7 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
     let mut admin = Imap::login(pair.master.imap_port, "cyrus", "cyruspw");
     admin.ok("CREATE user.alice");
     admin.ok("CREATE user.carol other");
-    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    let mut daemon = Daemon::start(&pair, &["-n", ""]);
     let mut lmtp = Lmtp::connect(pair.master.lmtp_port);
     for n in 0..3 {
         lmtp.deliver("carol", &message(n, "held"));
@@ -681,6 +681,30 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "status must fail: {text}");
     assert!(text.contains("held back: carol"), "{text}");
+
+    // Holds live in memory and log-held on disk: a crash and a restart put
+    // carol's entries back in the log, she is tried (and held) again.
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
+    let _daemon = Daemon::start(&pair, &["-n", ""]);
+    let start = Instant::now();
+    loop {
+        let status = status_json(&pair);
+        let held = &status["channels"][0]["held"];
+        if held[0]["user"] == "carol" && held[0]["failures"] == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "carol not tried again after the restart: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let kept = std::fs::read_to_string(&held_log).unwrap_or_default();
+    assert!(
+        kept.contains("carol"),
+        "log-held after the restart: {kept:?}"
+    );
 
     // Alice's next delivery does not wait for carol (before holds, the run
     // stuck on carol's action never ended).
