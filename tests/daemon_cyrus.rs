@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cyrsync::status::client::ControlCommand;
 use support::compare::assert_same_user;
 use support::csync::Csync;
-use support::daemon::{Daemon, bin, control, converge, cyrsync, status_json, verify};
+use support::daemon::{Daemon, bin, control, converge, cyrsync, eventually, status_json, verify};
 use support::imap::Imap;
 use support::lmtp::{Lmtp, message};
 use support::pair::{CyrusPair, Instance, REPL_PASSWORD, REPL_USER};
@@ -660,19 +660,14 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
         lmtp.deliver("alice", &message(n, "goes on"));
     }
     converge(&pair, &["-u", "alice"], Duration::from_secs(30));
-    let start = Instant::now();
-    let held = loop {
+    let held = eventually("carol held back", Duration::from_secs(30), || {
         let status = status_json(&pair);
         let held = status["channels"][0]["held"].clone();
-        if held.as_array().is_some_and(|h| !h.is_empty()) {
-            break held;
+        match held.as_array() {
+            Some(h) if !h.is_empty() => Ok(held),
+            _ => Err(status.to_string()),
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "carol not held back: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
     assert_eq!(held[0]["user"], "carol", "{held}");
     let held_log = pair.master.sync_log(None).with_file_name("log-held");
     let kept = std::fs::read_to_string(&held_log).unwrap_or_default();
@@ -687,19 +682,17 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
     daemon.0.kill().unwrap();
     daemon.0.wait().unwrap();
     let _daemon = Daemon::start(&pair, &["-n", ""]);
-    let start = Instant::now();
-    loop {
-        let status = status_json(&pair);
-        let held = &status["channels"][0]["held"];
-        if held[0]["user"] == "carol" && held[0]["failures"] == 1 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "carol not tried again after the restart: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        "carol tried again after the restart",
+        Duration::from_secs(30),
+        || {
+            let status = status_json(&pair);
+            let held = &status["channels"][0]["held"];
+            (held[0]["user"] == "carol" && held[0]["failures"] == 1)
+                .then_some(())
+                .ok_or_else(|| status.to_string())
+        },
+    );
     let kept = std::fs::read_to_string(&held_log).unwrap_or_default();
     assert!(
         kept.contains("carol"),
@@ -737,22 +730,19 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
     );
     converge(&pair, &["-u", "carol"], Duration::from_secs(60));
     converge(&pair, &["-u", "alice"], Duration::from_secs(10));
-    let start = Instant::now();
-    loop {
-        let status = status_json(&pair);
-        if status["channels"][0]["held"]
-            .as_array()
-            .is_some_and(|h| h.is_empty())
-            && !held_log.exists()
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "still held: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        "no user held, log-held gone",
+        Duration::from_secs(10),
+        || {
+            let status = status_json(&pair);
+            let none = status["channels"][0]["held"]
+                .as_array()
+                .is_some_and(|h| h.is_empty());
+            (none && !held_log.exists())
+                .then_some(())
+                .ok_or_else(|| status.to_string())
+        },
+    );
 }
 
 /// Cyrus's own rolling client left running after a migration would eat

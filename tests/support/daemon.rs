@@ -53,6 +53,23 @@ impl Drop for Daemon {
     }
 }
 
+/// Asks `check` every 200 ms until it answers `Ok`; after `limit`, panics
+/// with `what` and its last `Err`.
+pub fn eventually<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(t) => return t,
+            Err(e) if start.elapsed() > limit => panic!("{what} within {limit:?}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
 /// Runs `cyrsync -C <master's imapd.conf> args…` to its end.
 pub fn cyrsync(pair: &CyrusPair, args: &[&str]) -> std::process::Output {
     Command::new(bin())
