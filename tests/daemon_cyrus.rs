@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use cyrsync::status::client::ControlCommand;
 use support::compare::assert_same_user;
 use support::csync::Csync;
-use support::daemon::{Daemon, bin, control, converge, cyrsync, eventually, status_json, verify};
+use support::daemon::{
+    Daemon, bin, control, converge, cyrsync, eventually, status_json, try_status_json, verify,
+};
 use support::imap::Imap;
 use support::lmtp::{Lmtp, message};
 use support::pair::{CyrusPair, Instance, REPL_PASSWORD, REPL_USER};
@@ -661,7 +663,7 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
     }
     converge(&pair, &["-u", "alice"], Duration::from_secs(30));
     let held = eventually("carol held back", Duration::from_secs(30), || {
-        let status = status_json(&pair);
+        let status = try_status_json(&pair)?;
         let held = status["channels"][0]["held"].clone();
         match held.as_array() {
             Some(h) if !h.is_empty() => Ok(held),
@@ -686,7 +688,7 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
         "carol tried again after the restart",
         Duration::from_secs(30),
         || {
-            let status = status_json(&pair);
+            let status = try_status_json(&pair)?;
             let held = &status["channels"][0]["held"];
             (held[0]["user"] == "carol" && held[0]["failures"] == 1)
                 .then_some(())
@@ -734,7 +736,7 @@ fn a_user_the_replica_cannot_take_is_held_back_and_the_others_go_on() {
         "no user held, log-held gone",
         Duration::from_secs(10),
         || {
-            let status = status_json(&pair);
+            let status = try_status_json(&pair)?;
             let none = status["channels"][0]["held"]
                 .as_array()
                 .is_some_and(|h| h.is_empty());

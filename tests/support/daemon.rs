@@ -112,9 +112,15 @@ pub fn converge(pair: &CyrusPair, args: &[&str], limit: Duration) {
 }
 
 pub fn status_json(pair: &CyrusPair) -> serde_json::Value {
+    try_status_json(pair).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `status --json`, or why there is none (a daemon still starting has not
+/// bound its control socket yet).
+pub fn try_status_json(pair: &CyrusPair) -> Result<serde_json::Value, String> {
     let out = cyrsync(pair, &["status", "--json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
             "status --json: {e}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
